@@ -1,0 +1,56 @@
+"""One error type for bad input, and the CLI wrapper that turns it into one line and exit 2.
+
+Exit codes (CONTRACTS.md): 0 success, 2 bad input or usage, 1 internal failure.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+
+class HacError(Exception):
+    """Bad input or usage: shown to the user as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class HacFailure(HacError):
+    """An internal failure the user should know about in one line (e.g. parity failed): exit code 1."""
+
+    exit_code = 1
+
+
+def cli_entry(prog: str):
+    """Decorate a ``main(argv)`` so HacError → ``prog: error: msg`` + its exit code, crash → one line + 1.
+
+    Set ``HAC_DEBUG=1`` to see tracebacks.
+    """
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def main(*args, **kwargs):
+            debug = os.environ.get("HAC_DEBUG")
+            try:
+                rc = fn(*args, **kwargs)
+            except HacError as e:
+                if debug:
+                    raise
+                print(f"{prog}: error: {e}", file=sys.stderr)
+                sys.exit(e.exit_code)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                sys.exit(130)
+            except SystemExit:
+                raise
+            except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
+                if debug:
+                    raise
+                msg = str(e).splitlines()[0] if str(e) else ""
+                print(f"{prog}: internal error: {type(e).__name__}: {msg} (HAC_DEBUG=1 shows the traceback)", file=sys.stderr)
+                sys.exit(1)
+            sys.exit(rc or 0)
+
+        return main
+
+    return wrap

@@ -1,0 +1,106 @@
+"""Self-describing checkpoints, format ``hac-ckpt/1`` (CONTRACTS.md).
+
+A checkpoint is a ``torch.save`` dict holding the model config, the class names,
+the preprocessing, the weights, the training facts and the metrics: everything
+needed to rebuild, export or evaluate the model without the training run.
+"""
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import torch
+
+from hac_runtime import __version__
+from hac_runtime.atomic import atomic_path
+from hac_runtime.errors import HacError
+from hac_train.model import HACConfig, HACNet
+
+FORMAT = "hac-ckpt/1"
+REQUIRED = ("format", "model", "classes", "preprocess", "state_dict", "train", "metrics")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_preprocess(image_size: int = 224, k: int = 5, aligner: str = "sequence") -> dict:
+    """Preprocessing facts stored with every model: what the runtime must reproduce."""
+    return {"image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "k": k, "aligner": aligner}
+
+
+def save_checkpoint(path, model: HACNet, classes, preprocess: dict, train: dict | None = None,
+                    metrics: dict | None = None, extra: dict | None = None) -> Path:
+    """Write a ``hac-ckpt/1`` file atomically. ``extra`` holds resumable state (optimiser, RNG…)."""
+    classes = list(classes)
+    if len(classes) != model.config.num_classes:
+        raise HacError(f"{len(classes)} class names for a model with {model.config.num_classes} outputs")
+    if preprocess.get("k") != model.config.k:
+        raise HacError(f"preprocess k={preprocess.get('k')} differs from model k={model.config.k}")
+    ckpt = {
+        "format": FORMAT,
+        "toolkit_version": __version__,
+        "model": model.config.to_dict(),
+        "classes": classes,
+        "preprocess": dict(preprocess),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train": dict(train or {}),
+        "metrics": dict(metrics or {}),
+    }
+    if extra:
+        ckpt.update(extra)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return path
+
+
+def read_checkpoint(path) -> dict:
+    """Read and validate a checkpoint dict; any problem is a one-line HacError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise HacError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise HacError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise HacError(f"{path}: empty file, not a checkpoint")
+    if not zipfile.is_zipfile(path):
+        raise HacError(f"{path}: not a PyTorch checkpoint (truncated or a different file type)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt archives raise many types
+        msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise HacError(f"{path}: unreadable checkpoint (truncated or corrupt: {msg})") from None
+    if not isinstance(ckpt, dict) or "format" not in ckpt:
+        raise HacError(f"{path}: not a HAC checkpoint (no 'format' key; a plain state dict or another tool's file?)")
+    if ckpt["format"] != FORMAT:
+        raise HacError(f"{path}: checkpoint format {ckpt['format']!r} is not supported by this toolkit (expects {FORMAT!r})")
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise HacError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return ckpt
+
+
+def load_checkpoint(path, device="cpu") -> tuple[HACNet, dict]:
+    """Rebuild the model from a checkpoint, in eval mode. Returns ``(model, ckpt_dict)``."""
+    ckpt = read_checkpoint(path)
+    try:
+        config = HACConfig.from_dict(ckpt["model"])
+    except (TypeError, HacError) as e:
+        raise HacError(f"{path}: bad model config: {e}") from None
+    if len(ckpt["classes"]) != config.num_classes:
+        raise HacError(f"{path}: {len(ckpt['classes'])} class names for {config.num_classes} outputs")
+    model = HACNet(config)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise HacError(f"{path}: weights do not match the model config ({first})") from None
+    return model.to(device).eval(), ckpt
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
