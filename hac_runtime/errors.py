@@ -54,3 +54,22 @@ def cli_entry(prog: str):
         return main
 
     return wrap
+
+
+def click_main(command, prog: str):
+    """Console-script entry for a click command: usage errors → click's message + exit 2,
+    HacError → one line + its exit code, crash → one line + exit 1 (see ``cli_entry``)."""
+
+    @cli_entry(prog)
+    def main(argv=None):
+        import click
+
+        try:
+            return command.main(args=argv, prog_name=prog, standalone_mode=False)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            raise KeyboardInterrupt from None
+
+    return main
