@@ -1,0 +1,104 @@
+"""When a face track's buffer becomes a clip to classify, and which frames go in it (§3.1).
+
+* ``SlidingWindow``: live streams — every ``stride`` seconds, the last ``window``
+  seconds of the track, k frames sampled by segment centres.
+* ``PerTrack``: whole files — one decision per face track, over all its frames,
+  when the track ends (the paper's per-video classification).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from hac_runtime.sampling import ClipSampler
+
+
+@dataclass
+class BufferedFace:
+    frame: int
+    t: float
+    face: np.ndarray  # aligned, (S, S, 3) uint8 RGB
+    box: tuple
+
+
+@dataclass
+class ClipRequest:
+    source: str
+    track: int
+    faces: list[BufferedFace]  # the k sampled faces, in order
+    frame_start: int
+    frame_end: int
+    t_start: float
+    t_end: float
+    box: tuple
+
+
+class TrackBuffer:
+    """One track's aligned faces, bounded so memory stays flat on endless streams.
+
+    ``thin=False``: a ring buffer (the oldest face drops out). ``thin=True``: when
+    full, every other face is dropped, so the buffer still spans the whole track.
+    """
+
+    def __init__(self, maxlen: int, thin: bool = False):
+        self.maxlen, self.thin = maxlen, thin
+        self.items: deque[BufferedFace] = deque(maxlen=None if thin else maxlen)
+        self.last_emit_t: float | None = None
+
+    def append(self, item: BufferedFace) -> None:
+        if self.thin and len(self.items) >= self.maxlen:
+            self.items = deque(list(self.items)[::2])
+        self.items.append(item)
+
+
+def _request(source: str, track: int, items: list[BufferedFace], sampler: ClipSampler) -> ClipRequest:
+    picked = [items[i] for i in sampler.indices(len(items))]
+    return ClipRequest(source, track, picked, items[0].frame, items[-1].frame, items[0].t, items[-1].t, items[-1].box)
+
+
+class SlidingWindow:
+    """Emit a clip every ``stride`` s over the last ``window`` s of a track (needs ≥ ``min_frames``)."""
+
+    def __init__(self, k: int, window: float = 2.0, stride: float = 1.0, min_frames: int | None = None, max_frames: int = 512):
+        self.sampler = ClipSampler(k)
+        self.window, self.stride = window, stride
+        self.min_frames = min_frames or k
+        self.max_frames = max_frames
+
+    def new_buffer(self) -> TrackBuffer:
+        return TrackBuffer(self.max_frames)
+
+    def on_face(self, source: str, track: int, buf: TrackBuffer) -> ClipRequest | None:
+        now = buf.items[-1].t
+        if buf.last_emit_t is not None and now - buf.last_emit_t < self.stride:
+            return None
+        items = [it for it in buf.items if it.t > now - self.window]
+        if len(items) < self.min_frames:
+            return None
+        buf.last_emit_t = now
+        return _request(source, track, items, self.sampler)
+
+    def on_close(self, source: str, track: int, buf: TrackBuffer) -> ClipRequest | None:
+        return None
+
+
+class PerTrack:
+    """One clip per track, over all its frames, when the track ends (keeps ≤ ``max_frames``, evenly thinned)."""
+
+    def __init__(self, k: int, min_frames: int = 1, max_frames: int = 4096):
+        self.sampler = ClipSampler(k)
+        self.min_frames = min_frames
+        self.max_frames = max_frames
+
+    def new_buffer(self) -> TrackBuffer:
+        return TrackBuffer(self.max_frames, thin=True)
+
+    def on_face(self, source: str, track: int, buf: TrackBuffer) -> ClipRequest | None:
+        return None
+
+    def on_close(self, source: str, track: int, buf: TrackBuffer) -> ClipRequest | None:
+        if len(buf.items) < self.min_frames:
+            return None
+        return _request(source, track, list(buf.items), self.sampler)

@@ -1,0 +1,105 @@
+"""Tracker, clip policies and the dynamic batcher on real data structures."""
+import queue
+import threading
+
+import numpy as np
+
+from hac_runtime.pipeline.batcher import DynamicBatcher
+from hac_runtime.pipeline.policy import BufferedFace, PerTrack, SlidingWindow, TrackBuffer
+from hac_runtime.pipeline.tracker import FaceTracker, iou
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert abs(iou((0, 0, 10, 10), (5, 0, 10, 10)) - 50 / 150) < 1e-9
+
+
+def test_tracker_keeps_ids_for_two_moving_faces_and_closes_lost_ones():
+    tr = FaceTracker(min_iou=0.3, max_missed=2)
+    ids = []
+    for f in range(20):
+        a = (10 + 2 * f, 50, 60, 60)
+        b = (300 - 2 * f, 40, 70, 70)
+        boxes = [b, a] if f % 2 else [a, b]  # detection order changes
+        tracks, closed = tr.update(f, boxes)
+        got = {tuple(t.box): t.id for t in tracks}
+        ids.append((got[a], got[b]))
+        assert closed == []
+    assert len(set(ids)) == 1 and ids[0][0] != ids[0][1]
+    # face b leaves: closed after max_missed + 1 frames without it
+    closed_all = []
+    for f in range(20, 24):
+        _, closed = tr.update(f, [(10 + 2 * f, 50, 60, 60)])
+        closed_all += closed
+    assert [t.id for t in closed_all] == [ids[0][1]]
+    # a face entering far away gets a new id
+    tracks, _ = tr.update(24, [(10 + 48, 50, 60, 60), (500, 300, 50, 50)])
+    assert tracks[0].id == ids[0][0] and tracks[1].id not in ids[0]
+
+
+def _face(i, fps=10.0):
+    return BufferedFace(i, i / fps, np.full((4, 4, 3), i % 256, np.uint8), (0, 0, 4, 4))
+
+
+def test_sliding_window_emits_every_stride_over_window():
+    pol = SlidingWindow(k=5, window=2.0, stride=1.0)
+    buf = pol.new_buffer()
+    out = []
+    for i in range(60):
+        buf.append(_face(i))
+        r = pol.on_face("s", 0, buf)
+        if r:
+            out.append(r)
+    assert len(out) >= 5
+    for r in out:
+        assert len(r.faces) == 5
+        assert r.t_end - r.t_start <= 2.0
+        assert [f.frame for f in r.faces] == sorted(f.frame for f in r.faces)
+    starts = [r.t_end for r in out]
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(starts, starts[1:]))
+
+
+def test_per_track_one_clip_spanning_the_track_with_bounded_memory():
+    pol = PerTrack(k=5, max_frames=64)
+    buf = pol.new_buffer()
+    for i in range(1000):
+        buf.append(_face(i))
+        assert pol.on_face("s", 3, buf) is None
+        assert len(buf.items) <= 64
+    r = pol.on_close("s", 3, buf)
+    assert r.track == 3 and len(r.faces) == 5
+    assert r.frame_start < 20 and r.frame_end == 999  # still spans the whole track
+
+
+def test_ring_buffer_drops_oldest():
+    buf = TrackBuffer(8)
+    for i in range(20):
+        buf.append(_face(i))
+    assert [x.frame for x in buf.items] == list(range(12, 20))
+
+
+def test_batcher_gathers_and_flushes():
+    q = queue.Queue()
+    b = DynamicBatcher(q, max_batch=4, max_wait=0.05)
+    for i in range(10):
+        q.put(i)
+    q.put(None)
+    batches = []
+    while True:
+        x = b.next_batch()
+        if not x:
+            break
+        batches.append(x)
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_batcher_does_not_wait_forever_for_a_full_batch():
+    q = queue.Queue()
+    b = DynamicBatcher(q, max_batch=8, max_wait=0.01)
+    q.put("a")
+    got = []
+    t = threading.Thread(target=lambda: got.append(b.next_batch()))
+    t.start()
+    t.join(timeout=5)
+    assert got == [["a"]]
