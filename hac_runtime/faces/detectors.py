@@ -1,0 +1,162 @@
+"""Face detectors behind one interface: OpenCV Haar cascade (§4.2, the paper's), dlib HOG, dlib CNN (MMOD).
+
+Every detector returns boxes ``(x, y, w, h)`` in frame pixels, largest first, in
+one convention: the box of dlib's HOG detector, the one the 68-point landmark
+predictor was trained on. Haar and CNN boxes are mapped to it with offsets
+measured on real photos (``benchmarks/faces.md``), so landmarks come out the
+same whichever detector found the face. Frames larger than ``max_side`` are
+detected at reduced size and the boxes scaled back.
+
+Default ``hog``, by measurement (benchmarks/faces.md, 640×480, CPU): the fastest
+(~17 ms a frame against Haar's ~54 and CNN's ~1900) and the best recall of the
+two fast ones (every face of the moving, dark and ±25°-rolled clips; Haar missed
+3–33 %). Faces under ~80 px need ``upsample=1`` (4× the cost); ``cnn`` is for
+turned or badly lit faces where time allows (or with ``detect_every``).
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from hac_runtime.errors import HacError
+from hac_runtime.faces.models import CNN_DETECTOR, model_path
+
+Box = tuple[int, int, int, int]  # x, y, w, h
+
+DETECTORS = ("hog", "haar", "cnn")
+DEFAULT_DETECTOR = "hog"
+
+
+_THREAD = threading.local()
+
+
+def frontal_face_detector():
+    """dlib's HOG frontal-face detector, built once per thread (building takes ~0.3 s; a detector
+    keeps scratch buffers, so threads do not share one)."""
+    det = getattr(_THREAD, "hog", None)
+    if det is None:
+        import dlib
+
+        det = _THREAD.hog = dlib.get_frontal_face_detector()
+    return det
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+
+class FaceDetector:
+    """Base class: ``detect(bgr)`` → boxes ``(x, y, w, h)``, largest first."""
+
+    name = ""
+    # (dx, dy, scale): centre shift in box widths and size factor that map this detector's
+    # boxes onto dlib HOG's (measured: benchmarks/faces.py --calibrate).
+    box_adjust = (0.0, 0.0, 1.0)
+
+    def __init__(self, max_side: int = 640, upsample: int = 0):
+        if max_side < 32:
+            raise HacError(f"max_side must be >= 32, got {max_side}")
+        self.max_side = max_side
+        self.upsample = upsample
+
+    def _detect(self, img: np.ndarray) -> list[tuple[float, float, float, float]]:
+        raise NotImplementedError
+
+    def detect(self, bgr: np.ndarray) -> list[Box]:
+        """Faces in a BGR (or grayscale) uint8 frame, largest first."""
+        import cv2
+
+        h, w = bgr.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        img = bgr
+        if scale < 1.0:
+            img = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        dx, dy, s = self.box_adjust
+        boxes = []
+        for x, y, bw, bh in self._detect(img):
+            cx, cy = (x + bw / 2 + dx * bw) / scale, (y + bh / 2 + dy * bw) / scale
+            bw, bh = s * bw / scale, s * bh / scale
+            boxes.append((round(cx - bw / 2), round(cy - bh / 2), round(bw), round(bh)))
+        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_side={self.max_side}, upsample={self.upsample})"
+
+
+class HaarDetector(FaceDetector):
+    """OpenCV's frontal-face Haar cascade (Viola–Jones AdaBoost, the paper's §4.2) on the equalised gray frame."""
+
+    name = "haar"
+    box_adjust = (0.0, 0.10, 0.93)
+
+    def __init__(self, max_side: int = 640, upsample: int = 0, scale_factor: float = 1.1, min_neighbors: int = 5,
+                 cascade: str = "haarcascade_frontalface_default.xml"):
+        import cv2
+
+        super().__init__(max_side, upsample)
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + cascade)
+        if self.cascade.empty():
+            raise HacError(f"OpenCV Haar cascade {cascade} not found in {cv2.data.haarcascades}")
+
+    def _detect(self, img):
+        import cv2
+
+        gray = cv2.equalizeHist(_gray(img))
+        if self.upsample:
+            gray = cv2.resize(gray, None, fx=2 ** self.upsample, fy=2 ** self.upsample, interpolation=cv2.INTER_LINEAR)
+        f = 2.0 ** -self.upsample
+        min_side = max(24, min(gray.shape) // 16)
+        found = self.cascade.detectMultiScale(gray, self.scale_factor, self.min_neighbors, minSize=(min_side, min_side))
+        return [(x * f, y * f, w * f, h * f) for x, y, w, h in found]
+
+
+class HogDetector(FaceDetector):
+    """dlib's HOG + linear SVM frontal-face detector (faces from about 80 px; ``upsample=1`` for 40 px)."""
+
+    name = "hog"
+
+    def __init__(self, max_side: int = 640, upsample: int = 0):
+        super().__init__(max_side, upsample)
+        self.detector = frontal_face_detector()
+
+    def _detect(self, img):
+        rects = self.detector(np.ascontiguousarray(_gray(img)), self.upsample)
+        return [(r.left(), r.top(), r.width(), r.height()) for r in rects]
+
+
+class CnnDetector(FaceDetector):
+    """dlib's CNN (MMOD) face detector: better on turned and badly lit faces, slow on a CPU."""
+
+    name = "cnn"
+    box_adjust = (0.03, 0.075, 1.02)
+
+    def __init__(self, max_side: int = 640, upsample: int = 0):
+        import dlib
+
+        super().__init__(max_side, upsample)
+        self.detector = dlib.cnn_face_detection_model_v1(str(model_path(CNN_DETECTOR)))
+
+    def _detect(self, img):
+        import cv2
+
+        rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        found = self.detector(rgb, self.upsample)
+        return [(d.rect.left(), d.rect.top(), d.rect.width(), d.rect.height()) for d in found]
+
+
+_REGISTRY = {"haar": HaarDetector, "hog": HogDetector, "cnn": CnnDetector}
+
+
+def make_detector(name: str = DEFAULT_DETECTOR, **options) -> FaceDetector:
+    """A face detector by name (``DETECTORS``); ``options`` go to its constructor (``max_side``, ``upsample``…)."""
+    if isinstance(name, FaceDetector):
+        return name
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise HacError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}") from None
+    return cls(**options)

@@ -1,0 +1,187 @@
+"""FaceProcessor: detect → 68 landmarks → align, frame by frame, with landmark tracking between detections.
+
+With ``detect_every=N`` the detector runs on every N-th frame; in between, the
+face box is re-derived from the previous frame's landmarks, confirmed by a HOG
+search in a small window around it, and the landmarks predicted again inside it
+(~5 ms a frame against ~17 ms for a HOG detection on 640×480, ~1.9 s for dlib's
+CNN: benchmarks/faces.md). A tracked face that is not found there, leaves the
+frame, jumps or changes scale abruptly is dropped, and the detector runs on that
+frame instead. The single-frame steps (``detect``, ``landmarks_for``, ``track``,
+``pick``, ``align``) are public so a multi-face runtime can keep one tracked face
+(and one ``SequenceAligner``) per track.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from hac_runtime.errors import HacError
+from hac_runtime.faces.align import FaceAligner, make_aligner, similarity_transform
+from hac_runtime.faces.detectors import DEFAULT_DETECTOR, Box, FaceDetector, _gray, make_detector
+from hac_runtime.faces.landmarks import STABLE, LandmarkPredictor, box_from_landmarks, interocular
+
+
+def _iou(a, b) -> float:
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class FaceFrame:
+    """One frame's face: ``ok`` False (and the rest None) when no face was found."""
+
+    frame: int
+    box: Box | None
+    landmarks: np.ndarray | None    # (68, 2) float32, frame pixels
+    aligned: np.ndarray | None      # (size, size, 3) uint8 BGR
+    ok: bool
+    tracked: bool = False           # landmarks came from tracking, not from a detection on this frame
+
+
+class FaceProcessor:
+    """The §4.2 face stages for one face per frame, shared by ``hac-prepare``, training and runtime.
+
+    The face followed is the one overlapping the previous frame's face, else the largest (``pick``).
+    """
+
+    def __init__(self, detector: str | FaceDetector = DEFAULT_DETECTOR, aligner: str | FaceAligner = "sequence",
+                 size: int = 224, detect_every: int = 1, landmarks: LandmarkPredictor | None = None,
+                 max_track_residual: float = 0.12, max_track_scale_change: float = 0.2, local_search: bool = True,
+                 local_threshold: float = -0.5):
+        if detect_every < 1:
+            raise HacError(f"detect_every must be >= 1, got {detect_every}")
+        self.detector = make_detector(detector)
+        self.aligner = make_aligner(aligner, size)
+        self.landmarks = landmarks or LandmarkPredictor()
+        self.size = self.aligner.size
+        self.detect_every = detect_every
+        self.max_track_residual = max_track_residual
+        self.max_track_scale_change = max_track_scale_change
+        self.local_search = local_search
+        self.local_threshold = local_threshold
+        self._last: np.ndarray | None = None
+        self._since_detect = 0
+
+    # ---- single-frame steps -------------------------------------------------------------------------------------
+    def detect(self, bgr: np.ndarray) -> list[Box]:
+        """All face boxes of the frame, largest first."""
+        return self.detector.detect(bgr)
+
+    def landmarks_for(self, bgr: np.ndarray, box: Box) -> np.ndarray:
+        """68 landmarks ``(68, 2)`` float32 of the face in ``box``."""
+        return self.landmarks.predict(bgr, box)
+
+    def track(self, bgr: np.ndarray, previous: np.ndarray) -> tuple[Box, np.ndarray] | None:
+        """Follow a face from its previous landmarks: ``(box, landmarks)``, or None when it is lost.
+
+        The box is re-derived from the previous landmarks; with ``local_search`` (default) dlib
+        HOG then looks for the face in a window twice its size, scaled so the face is ~100 px
+        (a few ms), and its box replaces the derived one. The predictor always answers, even on a
+        blank frame, so this search is what notices a face gone, and the fresh box keeps the
+        landmarks from drifting. Lost also: the box left the frame, the stable points (eye
+        corners, nose) moved by more than ``max_track_residual`` inter-ocular distances beyond
+        a similarity transform, or the scale changed by more than ``max_track_scale_change``.
+        """
+        h, w = bgr.shape[:2]
+        box = box_from_landmarks(previous)
+        x, y, bw, bh = box
+        inside = max(0, min(x + bw, w) - max(x, 0)) * max(0, min(y + bh, h) - max(y, 0))
+        if inside < 0.6 * bw * bh:
+            return None
+        if self.local_search:
+            box = self._search_near(bgr, box)
+            if box is None:
+                return None
+        lm = self.landmarks.predict(bgr, box)
+        m = similarity_transform(previous[STABLE], lm[STABLE])
+        moved = previous[STABLE] @ m[:, :2].T + m[:, 2]
+        iod = max(interocular(lm), 1.0)
+        residual = float(np.sqrt(((moved - lm[STABLE]) ** 2).sum(1)).max()) / iod
+        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        if residual > self.max_track_residual or abs(scale - 1.0) > self.max_track_scale_change:
+            return None
+        return (box if self.local_search else box_from_landmarks(lm)), lm
+
+    def _search_near(self, bgr: np.ndarray, box: Box) -> Box | None:
+        """dlib HOG's best box overlapping ``box`` in a window of twice its size, or None."""
+        import cv2
+
+        from hac_runtime.faces.detectors import frontal_face_detector
+
+        x, y, w, h = box
+        if w < 8 or h < 8:
+            return None
+        s = 100.0 / w  # the face at ~100 px: HOG's 80 px window fits, the search is cheap
+        x0, y0 = max(0, int(x - 0.5 * w)), max(0, int(y - 0.5 * h))
+        x1, y1 = min(bgr.shape[1], int(x + 1.5 * w)), min(bgr.shape[0], int(y + 1.5 * h))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        roi = _gray(bgr)[y0:y1, x0:x1]
+        roi = cv2.resize(roi, (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))),
+                         interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        rects, scores, _ = frontal_face_detector().run(roi, 0, self.local_threshold)
+        target = ((x - x0) * s, (y - y0) * s, w * s, h * s)
+        found = [((r.left(), r.top(), r.width(), r.height()), sc) for r, sc in zip(rects, scores)]
+        found = [(b, sc) for b, sc in found if _iou(b, target) > 0.3]
+        if not found:
+            return None
+        (bx, by, bw, bh), _ = max(found, key=lambda f: f[1])
+        return round(x0 + bx / s), round(y0 + by / s), round(bw / s), round(bh / s)
+
+    @staticmethod
+    def pick(boxes: list[Box], previous: np.ndarray | None = None) -> Box | None:
+        """The face to follow: the one overlapping the previous frame's face, else the largest.
+
+        Keeps a clip on its face when a larger false detection (a badge, a pattern) appears.
+        """
+        if not boxes:
+            return None
+        if previous is not None:
+            prev = box_from_landmarks(previous)
+            best = max(boxes, key=lambda b: _iou(b, prev))
+            if _iou(best, prev) > 0.3:
+                return best
+        return boxes[0]
+
+    def align(self, bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The aligned face crop (BGR uint8) with this processor's aligner."""
+        return self.aligner.align(bgr, landmarks)
+
+    # ---- sequences ---------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the tracked face and the sequence reference: the next frame starts a new clip."""
+        self._last = None
+        self._since_detect = 0
+        self.aligner.reset()
+
+    def step(self, index: int, bgr: np.ndarray) -> FaceFrame:
+        """Process the next frame of the current sequence."""
+        gray = _gray(bgr)
+        found = None
+        tracked = False
+        if self._last is not None and self._since_detect < self.detect_every:
+            found = self.track(gray, self._last)
+            tracked = found is not None
+        if found is None:
+            box = self.pick(self.detector.detect(bgr), self._last)
+            self._since_detect = 0
+            if box is not None:
+                found = (box, self.landmarks.predict(gray, box))
+        if found is None:
+            self._last = None
+            return FaceFrame(index, None, None, None, False)
+        box, lm = found
+        self._last = lm
+        self._since_detect += 1
+        return FaceFrame(index, tuple(int(v) for v in box), lm, self.aligner.align(bgr, lm), True, tracked)
+
+    def process(self, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[FaceFrame]:
+        """One ``FaceFrame`` per ``(index, bgr)`` of one clip (e.g. a ``FrameSource``); resets first."""
+        self.reset()
+        for index, bgr in frames:
+            yield self.step(index, bgr)

@@ -1,0 +1,306 @@
+"""Frame sources: video files (OpenCV, PyAV where OpenCV fails), frame folders, single images, cameras and URLs.
+
+``open_source(x)`` returns a ``FrameSource``: iterate it for ``(frame_index, bgr)``
+with ``bgr`` an ``H×W×3`` uint8 BGR array; grayscale, RGBA and 16-bit or float
+images are converted. Opening checks that at least one frame decodes, so a file
+that is no image or video, an empty or unreadable video or a folder without a
+readable image raises ``HacError`` at once. A video that breaks off part way
+yields the frames it has and records a line in ``source.warnings``; an
+unreadable image in a frame folder is skipped (its index stays unused, so frame
+indices never shift) and recorded the same way.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from hac_runtime.errors import HacError
+
+IMAGE_EXTS = frozenset(
+    ".png .jpg .jpeg .jpe .bmp .dib .tif .tiff .webp .pgm .ppm .pbm .pnm .pxm .jp2 .exr .hdr .pic .sr .ras .avif .gif"
+    .split())
+VIDEO_EXTS = frozenset(".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .wmv .flv .3gp .ogv .ts .mts .m2ts .y4m".split())
+
+
+def to_bgr8(img: np.ndarray) -> np.ndarray:
+    """Any OpenCV image (gray, gray+alpha, BGR, BGRA; uint8, 16-bit or float) → ``H×W×3`` uint8 BGR."""
+    import cv2
+
+    if img.dtype != np.uint8:
+        if img.dtype == np.uint16:
+            img = (img >> 8).astype(np.uint8)
+        elif img.dtype == np.int16:
+            img = (np.clip(img, 0, None) >> 7).astype(np.uint8)
+        elif np.issubdtype(img.dtype, np.floating):
+            img = (np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        else:
+            img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    channels = img.shape[2]
+    if channels == 3:
+        return img
+    if channels == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if channels in (1, 2):  # gray, gray + alpha
+        return cv2.cvtColor(np.ascontiguousarray(img[:, :, 0]), cv2.COLOR_GRAY2BGR)
+    raise HacError(f"images with {channels} channels are not supported")
+
+
+def read_image(path) -> np.ndarray | None:
+    """One image as uint8 BGR (EXIF orientation applied), or None when it cannot be decoded."""
+    import cv2
+
+    try:
+        data = np.fromfile(str(path), np.uint8)  # also handles non-ASCII paths
+    except OSError:
+        return None
+    if data.size == 0:
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    return None if img is None or img.size == 0 else to_bgr8(img)
+
+
+def natural_key(name: str):
+    """Sort key putting ``frame2`` before ``frame10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def image_files(folder) -> list[Path]:
+    """Image files (by extension) directly in ``folder``, in natural order; hidden files excluded."""
+    return sorted((p for p in Path(folder).iterdir()
+                   if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".") and p.is_file()),
+                  key=lambda p: natural_key(p.name))
+
+
+class FrameSource:
+    """Iterable of ``(frame_index, bgr uint8)``; ``name``, ``fps`` and ``frame_count`` (None when unknown),
+    ``warnings`` (lines about frames that could not be read)."""
+
+    kind = ""
+
+    def __init__(self, path, name: str, fps: float | None = None, frame_count: int | None = None):
+        self.path = path
+        self.name = name
+        self.fps = fps
+        self.frame_count = frame_count
+        self.warnings: list[str] = []
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, fps={self.fps}, frame_count={self.frame_count})"
+
+
+class ImageSource(FrameSource):
+    """A single image: one frame, index 0."""
+
+    kind = "image"
+
+    def __init__(self, path: Path):
+        img = read_image(path)
+        if img is None:
+            raise HacError(f"{path}: unreadable or damaged image")
+        super().__init__(path, path.stem, None, 1)
+        self._img = img
+
+    def __iter__(self):
+        yield 0, self._img
+
+
+class FolderSource(FrameSource):
+    """A folder of frames (CK+ / Oulu-CASIA style): images in natural name order, index = position."""
+
+    kind = "folder"
+
+    def __init__(self, path: Path):
+        files = image_files(path)
+        if not files:
+            raise HacError(f"{path}: folder holds no image files")
+        super().__init__(path, path.name, None, len(files))
+        self.files = files
+        self._first = next(((i, img) for i, f in enumerate(files) if (img := read_image(f)) is not None), None)
+        if self._first is None:
+            raise HacError(f"{path}: none of its {len(files)} image files can be read")
+
+    def __iter__(self):
+        start, img = self._first
+        bad = [f.name for f in self.files[:start]]
+        yield start, img
+        for i in range(start + 1, len(self.files)):
+            img = read_image(self.files[i])
+            if img is None:
+                bad.append(self.files[i].name)
+                continue
+            yield i, img
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            self.warnings.append(f"{self.path}: skipped {len(bad)} unreadable image(s): {', '.join(bad[:3])}{more}")
+
+
+class VideoSource(FrameSource):
+    """A video file (or camera, or URL), decoded with OpenCV, or with PyAV where OpenCV cannot decode it.
+
+    A damaged frame is skipped and its index left unused (up to ``max_bad`` in a row; more
+    means the video ends there); fewer frames than the container announces gives a warning.
+    """
+
+    kind = "video"
+
+    def __init__(self, path, name: str | None = None, backend: str = "auto", max_bad: int = 25):
+        super().__init__(path, name or Path(str(path)).stem)
+        if backend not in ("auto", "opencv", "pyav"):
+            raise HacError(f"unknown video backend {backend!r}; choose auto, opencv or pyav")
+        self.max_bad = max_bad
+        self.backend = None
+        self._reader = None
+        self._frames = None
+        self._first = None
+        self._yielded = 0
+        self._error = None
+        errors = []
+        for b in (("opencv", "pyav") if backend == "auto" else (backend,)):
+            try:
+                self._frames = self._open_opencv() if b == "opencv" else self._open_pyav()
+                self._first = next(self._frames, None)
+                if self._first is None:
+                    raise RuntimeError(self._error or "no frame decodes")
+                self.backend = b
+                break
+            except Exception as e:  # noqa: BLE001 - try the next decoder, report all at the end
+                errors.append(f"{b}: {_reason(e)}")
+                self.close()
+                self._error = None
+        if self.backend is None:
+            raise HacError(f"{path}: not an image or video that can be decoded ({'; '.join(errors)})")
+
+    def _open_opencv(self):
+        import cv2
+
+        cap = cv2.VideoCapture(self.path if isinstance(self.path, int) else str(self.path))
+        self._reader = cap
+        if not cap.isOpened():
+            raise RuntimeError("cannot open")
+        fps, count = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.fps = float(fps) if fps and fps > 0 and np.isfinite(fps) else None
+        self.frame_count = count if count > 0 else None
+        return self._opencv_frames(cap)
+
+    def _opencv_frames(self, cap):
+        index = bad = 0
+        while True:
+            ok, frame = cap.read()
+            if ok and frame is not None:
+                yield index, to_bgr8(frame)
+                bad = 0
+            elif self.frame_count is None or index + 1 >= self.frame_count or bad >= self.max_bad:
+                return  # the end, or too many damaged frames in a row
+            else:
+                bad += 1
+            index += 1
+
+    def _open_pyav(self):
+        import av
+
+        container = av.open(str(self.path))
+        self._reader = container
+        if not container.streams.video:
+            raise RuntimeError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else None
+        self.frame_count = stream.frames or None
+        return self._pyav_frames(container, stream)
+
+    def _pyav_frames(self, container, stream):
+        index = bad = 0
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except Exception as e:  # noqa: BLE001 - av.error.*: a damaged packet, one frame lost
+                    self._error = _reason(e)
+                    bad += 1
+                    index += 1
+                    if bad > self.max_bad:
+                        return
+                    continue
+                for frame in frames:
+                    yield index, frame.to_ndarray(format="bgr24")
+                    index += 1
+                    bad = 0
+        except Exception as e:  # noqa: BLE001 - the container itself breaks off
+            self._error = _reason(e)
+
+    def __iter__(self):
+        if self._first is None:
+            raise HacError(f"{self.path}: a video source can be read only once")
+        first, self._first = self._first, None
+        yield first
+        n = 1
+        for item in self._frames:
+            yield item
+            n += 1
+        self.close()
+        if self.frame_count and n < self.frame_count and not isinstance(self.path, int):
+            why = f" ({self._error})" if self._error else ""
+            self.warnings.append(f"{self.path}: decoded {n} of {self.frame_count} frames; "
+                                 f"the video is truncated or damaged{why}")
+        elif self._error:
+            self.warnings.append(f"{self.path}: some frames could not be decoded ({self._error})")
+
+    def close(self) -> None:
+        r, self._reader = self._reader, None
+        if r is None:
+            return
+        if hasattr(r, "release"):
+            r.release()
+        else:
+            r.close()
+
+
+def _reason(e: Exception) -> str:
+    """A decoder's exception as a short phrase (PyAV's ``[Errno N] text: 'path'`` → ``text``)."""
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    msg = re.sub(r"^\[Errno -?\d+\]\s*", "", msg)
+    return re.sub(r":\s*'[^']*'$", "", msg)
+
+
+def open_source(source) -> FrameSource:
+    """A ``FrameSource`` for a video file, a frame folder, an image file, a camera index or a stream URL."""
+    if isinstance(source, FrameSource):
+        return source
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit() and not Path(source).exists()):
+        return VideoSource(int(source), name=f"camera{int(source)}", backend="opencv")  # type: ignore[arg-type]
+    if isinstance(source, str) and "://" in source:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", source.split("://", 1)[1]).strip("_.") or "stream"
+        return VideoSource(source, name=name)  # type: ignore[arg-type]
+    path = Path(source)
+    if path.is_dir():
+        return FolderSource(path)
+    if not path.exists():
+        raise HacError(f"{path}: no such file or folder")
+    if not path.is_file():
+        raise HacError(f"{path}: not a regular file")
+    if os.path.getsize(path) == 0:
+        raise HacError(f"{path}: empty file")
+    import cv2
+
+    if path.suffix.lower() not in VIDEO_EXTS and cv2.haveImageReader(str(path)):
+        return ImageSource(path)
+    return VideoSource(path)

@@ -1,0 +1,551 @@
+"""``hac-prepare``: aligned faces from videos, frame folders and images (§4.2), resumable and parallel.
+
+Output (CONTRACTS.md): ``OUT/<clip>/NNNNN.png`` aligned faces, NNNNN the source
+frame index (a frame without a face leaves a gap, indices never shift), and
+``OUT/faces.jsonl``, one line per frame of every prepared clip in OUT:
+``clip, frame, box [x,y,w,h], landmarks [[x,y]×68], ok``. Each clip folder also
+holds its own ``faces.jsonl`` and a ``.done.json`` marker (source fingerprint,
+settings, counts, warnings). A clip is written to ``OUT/.<clip>.partial`` and
+renamed when complete, so an interrupted run leaves no half clip and the next
+run skips every clip already done with the same source and settings.
+
+Clip names come from the input paths: the file or folder name, with as many
+parent folders as needed to tell inputs apart; a source already prepared in OUT
+keeps its name. A folder holding images is one clip (a frame sequence); a
+folder without images is searched for videos and image folders (a dataset tree).
+
+Clips run in parallel worker processes (spawned, so scripts calling ``prepare``
+need the usual ``if __name__ == "__main__":`` guard) when there are enough frames
+to pay for starting them (``auto_workers``). Bad inputs are reported and skipped;
+``HacError`` only when no input could be used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hac_runtime.atomic import atomic_path
+from hac_runtime.errors import HacError, HacFailure
+from hac_runtime.faces.detectors import DEFAULT_DETECTOR
+from hac_runtime.media import VIDEO_EXTS, image_files, natural_key, open_source
+
+FORMAT = "hac-prepare/1"
+MARKER = ".done.json"
+FACES = "faces.jsonl"
+PARTIAL = ".partial"
+
+
+@dataclass
+class ClipSummary:
+    """What one clip gave: frames read, frames with a face, warnings; ``skipped`` when done by an earlier run."""
+
+    name: str
+    source: str
+    frames: int = 0
+    faces: int = 0
+    warnings: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+    @property
+    def no_face(self) -> int:
+        return self.frames - self.faces
+
+
+@dataclass
+class PrepareSummary:
+    """The run: clips prepared or skipped, inputs that failed ``(input, reason)``, totals."""
+
+    out: Path
+    clips: list[ClipSummary] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    workers: int = 1
+
+    frames = property(lambda self: sum(c.frames for c in self.clips))
+    faces = property(lambda self: sum(c.faces for c in self.clips))
+    no_face = property(lambda self: sum(c.no_face for c in self.clips))
+    skipped = property(lambda self: sum(c.skipped for c in self.clips))
+
+    def render(self, warnings: bool = True) -> str:
+        """A few lines for people: the totals, the failed inputs, and (``warnings``) the clips' warnings."""
+        done = f" ({self.skipped} already done)" if self.skipped else ""
+        n = len(self.clips)
+        lines = [f"{n} clip{'s' if n != 1 else ''}{done} in {self.out}: {self.frames} frames, {self.faces} faces "
+                 f"found, {self.no_face} frames without a face"]
+        if self.failed:
+            lines.append(f"{len(self.failed)} input(s) could not be used:")
+            lines += [f"  {why}" for _, why in self.failed]
+        notes = [w for c in self.clips if not c.skipped for w in c.warnings] if warnings else []
+        if notes:
+            lines.append("warnings:")
+            lines += [f"  {w}" for w in notes]
+        return "\n".join(lines)
+
+
+# ---- one clip -------------------------------------------------------------------------------------------------------
+def settings_of(processor) -> dict:
+    """The settings that make prepared faces differ: a clip prepared with others is redone."""
+    d = processor.detector
+    return {"detector": d.name, "max_side": d.max_side, "upsample": d.upsample, "aligner": processor.aligner.name,
+            "size": processor.size, "detect_every": processor.detect_every}
+
+
+def fingerprint(source) -> dict:
+    """Identity of a source: resolved path, size and modification time (for folders: of their images)."""
+    stream = isinstance(source, str) and ("://" in source or (source.isdigit() and not Path(source).exists()))
+    if stream or not isinstance(source, (str, os.PathLike)):
+        return {"path": str(getattr(source, "path", source))}
+    p = Path(source).resolve()
+    try:
+        st = p.stat()
+    except OSError:
+        raise HacError(f"{source}: no such file or folder") from None
+    if p.is_dir():
+        files = image_files(p)
+        return {"path": str(p), "files": len(files), "mtime_ns": max((f.stat().st_mtime_ns for f in files), default=0)}
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def read_marker(clip_dir: Path) -> dict | None:
+    try:
+        m = json.loads((clip_dir / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return m if isinstance(m, dict) and m.get("format") == FORMAT else None
+
+
+def face_record(clip: str, ff) -> dict:
+    """One ``faces.jsonl`` line for a ``FaceFrame``."""
+    return {"clip": clip, "frame": int(ff.frame), "box": list(ff.box) if ff.ok else None,
+            "landmarks": np.round(ff.landmarks.astype(np.float64), 1).tolist() if ff.ok else None, "ok": bool(ff.ok)}
+
+
+def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=None) -> ClipSummary:
+    """Prepare one clip into ``out_dir`` (skipped when already done with the same source and settings).
+
+    ``source``: anything ``open_source`` takes. ``processor``: a ``FaceProcessor``. Raises HacError when
+    the source cannot be read at all. ``on_frames(n)`` is called as frames are done (progress).
+    """
+    import cv2
+
+    out_dir = Path(out_dir)
+    name = name or out_dir.name
+    fp, settings = fingerprint(source), settings_of(processor)
+    marker = read_marker(out_dir)
+    if marker and marker.get("source") == fp and marker.get("settings") == settings:
+        return ClipSummary(name, fp["path"], marker["frames"], marker["faces"], marker.get("warnings", []), True)
+    src = open_source(source)
+    tmp = out_dir.parent / f".{out_dir.name}{PARTIAL}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    summary = ClipSummary(name, fp["path"])
+    pending = 0
+    try:
+        with src, open(tmp / FACES, "w") as jl:
+            for ff in processor.process(src):
+                if ff.ok:
+                    png = tmp / f"{ff.frame:05d}.png"
+                    if not cv2.imwrite(str(png), ff.aligned):
+                        raise HacFailure(f"{png}: cannot write the aligned face")
+                    summary.faces += 1
+                summary.frames += 1
+                jl.write(json.dumps(face_record(name, ff)) + "\n")
+                pending += 1
+                if on_frames and pending >= 8:
+                    on_frames(pending)
+                    pending = 0
+            summary.warnings = list(src.warnings)
+        if on_frames and pending:
+            on_frames(pending)
+        m = {"format": FORMAT, "clip": name, "source": fp, "settings": settings, "frames": summary.frames,
+             "faces": summary.faces, "warnings": summary.warnings}
+        (tmp / MARKER).write_text(json.dumps(m, indent=2) + "\n")
+        _commit(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def _commit(tmp: Path, out_dir: Path) -> None:
+    """Put the finished clip folder in place; an older version is replaced only now."""
+    old = out_dir.parent / f".{out_dir.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---- inputs → named clips ------------------------------------------------------------------------------------------
+def collect_clips(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Clip sources from the inputs (files; image folders; dataset trees searched), and ``(input, reason)`` failures."""
+    clips, failed, seen = [], [], set()
+
+    def add(p: Path):
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            clips.append(p)
+
+    for inp in inputs:
+        p = Path(inp)
+        if not p.exists():
+            failed.append((str(inp), f"{inp}: no such file or folder"))
+        elif p.is_file():
+            add(p)
+        elif image_files(p):
+            add(p)
+        else:
+            found = _search(p)
+            if not found:
+                failed.append((str(inp), f"{inp}: no images or videos found in this folder"))
+            for f in found:
+                add(f)
+    return clips, failed
+
+
+def _search(folder: Path) -> list[Path]:
+    """Videos and image folders under ``folder``, in natural order."""
+    found = []
+    for p in sorted(folder.iterdir(), key=lambda q: natural_key(q.name)):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            found += [p] if image_files(p) else _search(p)
+        elif p.suffix.lower() in VIDEO_EXTS:
+            found.append(p)
+    return found
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "clip"
+
+
+def clip_names(paths: list[Path], reserved: dict[str, str] | None = None) -> list[str]:
+    """Unique, stable names: the last path part (no extension), plus parents where names would collide.
+
+    ``reserved`` maps names already in use to their source path; a path listed there keeps its name.
+    """
+    reserved = reserved or {}
+    owner = {src: nm for nm, src in reserved.items()}
+    parts = []
+    for p in paths:
+        r = p.resolve()
+        parts.append([q for q in r.parent.parts if q not in ("/", r.anchor)] + [r.stem if r.is_file() else r.name])
+    keys = [str(p.resolve()) for p in paths]
+    seen: Counter = Counter()
+    for part in parts:  # same folder, same stem (clip.mp4, clip.avi): the later ones become clip-2, clip-3…
+        key = tuple(part)
+        seen[key] += 1
+        if seen[key] > 1:
+            part[-1] = f"{part[-1]}-{seen[key]}"
+    depth = [1] * len(paths)
+    fixed = {i: owner[k] for i, k in enumerate(keys) if k in owner}
+    while True:
+        names = [fixed.get(i) or _safe("_".join(parts[i][-depth[i]:])) for i in range(len(paths))]
+        counts = Counter(names)
+        clash = [i for i, n in enumerate(names) if i not in fixed
+                 and (counts[n] > 1 or (n in reserved and reserved[n] != keys[i]))]
+        grow = [i for i in clash if depth[i] < len(parts[i])]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    used = set(reserved) | {n for i, n in enumerate(names) if i not in clash}
+    for i in clash:  # same path parts (e.g. clip.mp4 and clip.avi side by side): the first keeps it, then -2, -3…
+        if names[i] in used:
+            k = 2
+            while f"{names[i]}-{k}" in used:
+                k += 1
+            names[i] = f"{names[i]}-{k}"
+        used.add(names[i])
+    return names
+
+
+def existing_clips(out: Path) -> dict[str, str]:
+    """Finished clips in ``out``: name → source path."""
+    found = {}
+    if out.is_dir():
+        for d in out.iterdir():
+            if d.is_dir() and not d.name.startswith(".") and (m := read_marker(d)):
+                found[d.name] = m["source"]["path"]
+    return found
+
+
+def write_faces_jsonl(out: Path) -> int:
+    """``OUT/faces.jsonl`` from every finished clip in ``out`` (clips in name order), atomically; returns lines."""
+    n = 0
+    with atomic_path(out / FACES) as tmp:
+        with open(tmp, "w") as f:
+            for name in sorted(existing_clips(out), key=natural_key):
+                with open(out / name / FACES) as src:
+                    for line in src:
+                        f.write(line)
+                        n += 1
+    return n
+
+
+# ---- the run --------------------------------------------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _worker_init(options: dict, queue) -> None:
+    import cv2
+
+    from hac_runtime.faces import FaceProcessor
+
+    cv2.setNumThreads(1)  # one process per core already
+    _WORKER["processor"] = FaceProcessor(**options)
+    _WORKER["queue"] = queue
+
+
+def _worker_clip(source: str, out_dir: str, name: str):
+    q = _WORKER["queue"]
+    try:
+        return prepare_clip(source, out_dir, _WORKER["processor"], name, on_frames=lambda n: q.put((name, n)))
+    except HacFailure:
+        raise
+    except HacError as e:
+        return str(e)
+
+
+# A worker process costs ~2 s to start (imports, the 100 MB landmark model): ~80 frames of work on one core
+# (benchmarks/faces.md). Parallel pays from about this many frames per worker, and only on idle cores.
+FRAMES_PER_WORKER = 150
+
+
+def estimated_frames(source) -> int:
+    """Frames in a clip source, cheaply: image count of a folder, the container's count of a video."""
+    p = Path(source)
+    if p.is_dir():
+        return len(image_files(p))
+    if p.suffix.lower() not in VIDEO_EXTS:
+        return 1
+    import cv2
+
+    cap = cv2.VideoCapture(str(p))
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    return n if n > 0 else FRAMES_PER_WORKER
+
+
+def idle_cores() -> int:
+    """Cores this process may use minus the current load (1-minute load average): workers on busy
+    cores only slow everyone down (benchmarks/faces.md)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return max(1, n - int(load + 0.5))
+
+
+def auto_workers(sources) -> int:
+    """Processes worth starting: one per idle core and per clip, when there are frames enough to pay for them."""
+    n = min(len(sources), idle_cores())
+    frames = 0
+    for src in sources:
+        if n <= 1 or frames >= FRAMES_PER_WORKER * n:
+            break
+        frames += estimated_frames(src)
+    return max(1, min(n, frames // FRAMES_PER_WORKER))
+
+
+def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "sequence", size: int = 224,
+            workers: int | None = None, progress: bool = True, detect_every: int = 1) -> PrepareSummary:
+    """Prepare every clip of ``inputs`` into ``out`` (see the module doc); HacError when nothing could be used."""
+    from hac_runtime.faces import ALIGNERS, DETECTORS
+
+    if detector not in DETECTORS:
+        raise HacError(f"unknown face detector {detector!r}; choose one of {', '.join(DETECTORS)}")
+    if aligner not in ALIGNERS:
+        raise HacError(f"unknown aligner {aligner!r}; choose one of {', '.join(ALIGNERS)}")
+    if size < 16:
+        raise HacError(f"--size must be >= 16, got {size}")
+    if workers is not None and workers < 1:
+        raise HacError(f"--workers must be >= 1, got {workers}")
+    if not inputs:
+        raise HacError("no inputs given")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HacError(f"{out}: exists and is not a folder")
+    t0 = time.perf_counter()
+    options = {"detector": detector, "aligner": aligner, "size": size, "detect_every": detect_every}
+    settings = _settings(options)
+    sources, failed = collect_clips(inputs)
+    names = clip_names(sources, existing_clips(out))
+    summary = PrepareSummary(out, failed=failed)
+    results: dict[str, ClipSummary] = {}
+    jobs = []
+    for src, name in zip(sources, names):
+        marker = read_marker(out / name)
+        if marker and marker.get("settings") == settings and marker.get("source") == fingerprint(src):
+            results[name] = ClipSummary(name, marker["source"]["path"], marker["frames"], marker["faces"],
+                                        marker.get("warnings", []), skipped=True)
+        else:
+            jobs.append((src, name))
+    summary.workers = min(workers or auto_workers([src for src, _ in jobs]), max(1, len(jobs)))
+    console = _console() if progress else None
+    # one input only: its failure becomes the error line itself, no warning before it
+    report = _Report(console, failures=len(sources) + len(failed) > 1)
+    for _, why in failed:
+        report.failure(why)
+    if jobs:
+        out.mkdir(parents=True, exist_ok=True)
+        with _Progress(console, len(jobs)) as bar:
+            if summary.workers == 1:
+                _run_serial(jobs, out, options, bar, results, summary, report)
+            else:
+                _run_parallel(jobs, out, options, summary.workers, bar, results, summary, report)
+    summary.clips = [results[n] for n in names if n in results]
+    if summary.clips:
+        write_faces_jsonl(out)
+    summary.seconds = time.perf_counter() - t0
+    if not summary.clips:
+        first = summary.failed[0][1] if summary.failed else "no inputs"
+        more = f" (and {len(summary.failed) - 1} more failed inputs)" if len(summary.failed) > 1 else ""
+        raise HacError(f"nothing could be used: {first}{more}")
+    return summary
+
+
+def _settings(options: dict) -> dict:
+    from types import SimpleNamespace
+
+    from hac_runtime.faces import make_aligner, make_detector
+
+    return settings_of(SimpleNamespace(detector=make_detector(options["detector"]), size=options["size"],
+                                       aligner=make_aligner(options["aligner"], options["size"]),
+                                       detect_every=options["detect_every"]))
+
+
+def _record(result, src, name, bar, results, summary, report):
+    if isinstance(result, ClipSummary):
+        results[name] = result
+        for w in result.warnings:
+            report.warning(w)
+        bar.clip_done(name, result)
+    else:
+        summary.failed.append((str(src), result))
+        report.failure(result)
+        bar.clip_done(name, None)
+
+
+def _run_serial(jobs, out, options, bar, results, summary, report):
+    from hac_runtime.faces import FaceProcessor
+
+    processor = FaceProcessor(**options)
+    for src, name in jobs:
+        try:
+            result = prepare_clip(src, out / name, processor, name, on_frames=lambda n: bar.frames(name, n))
+        except HacFailure:
+            raise
+        except HacError as e:
+            result = str(e)
+        _record(result, src, name, bar, results, summary, report)
+
+
+def _run_parallel(jobs, out, options, workers, bar, results, summary, report):
+    import multiprocessing as mp
+    import queue as queue_mod
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn")  # no fork: callers may hold threads (torch, OpenCV)
+    q = ctx.Queue()
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(options, q))
+    try:
+        pending = {pool.submit(_worker_clip, str(src), str(out / name), name): (src, name) for src, name in jobs}
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(q, bar, queue_mod)
+            for fut in done:
+                src, name = pending.pop(fut)
+                _record(fut.result(), src, name, bar, results, summary, report)
+        _drain(q, bar, queue_mod)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # finished clips are committed; the next run resumes
+        raise
+    pool.shutdown()
+
+
+def _drain(q, bar, queue_mod):
+    while True:
+        try:
+            bar.frames(*q.get_nowait())
+        except queue_mod.Empty:
+            return
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+class _Report:
+    """Warnings on stderr as they come (nothing without a console)."""
+
+    def __init__(self, console, failures: bool = True):
+        self.console, self.failures = console, failures
+
+    def warning(self, msg: str) -> None:
+        if self.console is not None:
+            self.console.print(f"hac-prepare: warning: {msg}", markup=False, highlight=False, soft_wrap=True)
+
+    def failure(self, msg: str) -> None:
+        if self.failures:
+            self.warning(msg)
+
+
+class _Progress:
+    """A rich progress bar over clips with a live frame and face count; silent when ``console`` is None."""
+
+    def __init__(self, console, n_clips: int):
+        self.console, self.n_clips = console, n_clips
+        self.done_frames = self.done_faces = 0
+        self.counted: dict[str, int | None] = {}  # frames reported so far per clip; None once the clip is done
+        self.progress = None
+
+    def __enter__(self):
+        if self.console is not None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+                TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("preparing clips"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=self.console, transient=False)
+            self.progress.__enter__()
+            self.task = self.progress.add_task("clips", total=self.n_clips, info="")
+        return self
+
+    def frames(self, clip: str, n: int) -> None:
+        if self.counted.get(clip, 0) is not None:  # late reports of a finished clip are already counted
+            self.counted[clip] = self.counted.get(clip, 0) + n
+            self._show()
+
+    def clip_done(self, name: str, clip: ClipSummary | None) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task)
+        self.counted[name] = None
+        if clip is not None:
+            self.done_frames += clip.frames
+            self.done_faces += clip.faces
+        self._show()
+
+    def _show(self):
+        if self.progress is not None:
+            frames = self.done_frames + sum(n for n in self.counted.values() if n)
+            self.progress.update(self.task, info=f"{frames} frames, {self.done_faces} faces")
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)

@@ -1,0 +1,213 @@
+"""Faces (§4.2) on real photos and real videos: detectors, 68 landmarks, alignment, tracking."""
+import numpy as np
+import pytest
+
+from fixtures_video import render_frames
+from hac_runtime.errors import HacError
+from hac_runtime.faces import (DETECTORS, TEMPLATE, FaceProcessor, SequenceAligner, TemplateAligner,
+                               box_from_landmarks, eye_centres, interocular, make_aligner, make_detector)
+from hac_runtime.faces.align import apply_transform, similarity_transform
+from hac_runtime.media import open_source
+
+
+def iou(a, b):
+    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
+
+
+def landmark_error(a, b):
+    """Mean point distance in inter-ocular distances."""
+    return float(np.linalg.norm(np.asarray(a, float) - np.asarray(b, float), axis=1).mean() / interocular(b))
+
+
+def crop_eyes(crop, hog, predictor):
+    """Eye centres found again, by detection and landmarks, in an aligned crop."""
+    boxes = hog.detect(crop)
+    assert boxes, "no face found in the aligned crop"
+    return np.array(eye_centres(predictor.predict(crop, boxes[0])))
+
+
+# ---- detection ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["hog", "haar"])
+def test_detector_finds_the_face_on_real_photos(name, photos, photo_landmarks, predictor):
+    det = make_detector(name)
+    for photo, img in photos.items():
+        boxes = det.detect(img)
+        assert boxes, f"{name} found no face in {photo}"
+        assert [b[2] * b[3] for b in boxes] == sorted((b[2] * b[3] for b in boxes), reverse=True)
+        ref = photo_landmarks[photo]
+        best = max(boxes, key=lambda b: iou(b, box_from_landmarks(ref)))
+        assert iou(best, box_from_landmarks(ref)) > 0.6, (photo, best)
+        # boxes share the landmark predictor's convention: the same landmarks whichever detector
+        assert landmark_error(predictor.predict(img, best), ref) < 0.06, photo
+
+
+def test_cnn_detector_at_reduced_size(photos, photo_landmarks, predictor):
+    det = make_detector("cnn", max_side=240)   # dlib's CNN is slow on a CPU: a face crop, small
+    for photo in ("astronaut", "biden.jpg"):
+        ref = photo_landmarks[photo]
+        x, y, w, h = box_from_landmarks(ref)
+        x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
+        crop = photos[photo][y0:y + h + h // 2, x0:x + w + w // 2]
+        boxes = det.detect(crop)
+        assert boxes, f"cnn found no face in {photo}"
+        local = ref - (x0, y0)
+        assert iou(boxes[0], box_from_landmarks(local)) > 0.5
+        assert landmark_error(predictor.predict(crop, boxes[0]), local) < 0.08
+
+
+def test_detectors_find_nothing_in_a_faceless_frame():
+    rng = np.random.default_rng(0)
+    smooth = np.clip(rng.normal(120, 30, (48, 64, 3)), 0, 255).astype(np.uint8).repeat(10, 0).repeat(10, 1)
+    for name in ("hog", "haar"):
+        assert make_detector(name).detect(smooth) == []
+        assert make_detector(name).detect(np.zeros((480, 640, 3), np.uint8)) == []
+
+
+def test_unknown_names_are_refused():
+    assert set(DETECTORS) == {"haar", "hog", "cnn"}
+    with pytest.raises(HacError, match="unknown face detector 'mtcnn'"):
+        make_detector("mtcnn")
+    with pytest.raises(HacError, match="unknown aligner"):
+        make_aligner("affine3d")
+    with pytest.raises(HacError, match="detect_every"):
+        FaceProcessor(detect_every=0)
+
+
+# ---- landmarks ---------------------------------------------------------------------------------------------------
+def test_68_landmarks_in_plausible_places(photos, photo_landmarks, predictor, hog):
+    for photo, lm in photo_landmarks.items():
+        assert lm.shape == (68, 2)
+        h, w = photos[photo].shape[:2]
+        assert (lm >= -5).all() and (lm[:, 0] <= w + 5).all() and (lm[:, 1] <= h + 5).all()
+        left, right = eye_centres(lm)
+        nose, mouth, chin, brows = lm[30], lm[48:68].mean(0), lm[8], lm[17:27].mean(0)
+        eyes_y = (left[1] + right[1]) / 2
+        assert brows[1] < eyes_y < nose[1] < mouth[1] < chin[1], photo
+        assert lm[0, 0] < left[0] < nose[0] < right[0] < lm[16, 0], photo
+        assert left[0] < mouth[0] < right[0], photo
+        assert lm[48, 0] < lm[54, 0] and lm[36, 0] < lm[39, 0] < lm[42, 0] < lm[45, 0]
+        iod, width = interocular(lm), lm[16, 0] - lm[0, 0]
+        assert 0.35 < iod / width < 0.6, photo
+        assert 0.8 < (chin[1] - eyes_y) / iod < 2.5, photo
+    out = predictor.predict(photos["astronaut"], hog.detect(photos["astronaut"])[0])
+    assert out.dtype == np.float32 and out.shape == (68, 2)
+
+
+def test_landmarks_follow_the_face_through_a_moving_video(face_video, photo_landmarks):
+    path, mats = face_video
+    with open_source(path) as src:
+        frames = list(FaceProcessor(aligner="sequence").process(src))
+    assert [f.frame for f in frames] == list(range(16)) and all(f.ok for f in frames)
+    ref = photo_landmarks["astronaut"]
+    errors = [landmark_error(f.landmarks, apply_transform(m, ref)) for f, m in zip(frames, mats)]
+    assert max(errors) < 0.08, errors
+    iods = [interocular(f.landmarks) for f in frames]
+    assert max(iods) / min(iods) > 1.15  # the video really zooms: alignment has something to undo
+
+
+# ---- alignment ---------------------------------------------------------------------------------------------------
+def test_sequence_alignment_holds_the_eyes_still_across_the_clip(face_video, hog, predictor):
+    path, _ = face_video
+    with open_source(path) as src:
+        frames = list(FaceProcessor(aligner="sequence", size=224).process(src))
+    raw = np.array([eye_centres(f.landmarks) for f in frames])
+    roll = np.degrees(np.arctan2(raw[:, 1, 1] - raw[:, 0, 1], raw[:, 1, 0] - raw[:, 0, 0]))
+    assert np.ptp(raw[:, 0], axis=0).max() > 20 and np.ptp(roll) > 12  # the face moves and turns in the frames…
+    for f in frames:
+        assert f.aligned.shape == (224, 224, 3) and f.aligned.dtype == np.uint8
+    eyes = np.array([crop_eyes(f.aligned, hog, predictor) for f in frames])
+    assert np.abs(eyes - eyes.mean(0)).max() < 4.0       # …and stands still in the aligned crops
+    iod = np.linalg.norm(eyes[:, 1] - eyes[:, 0], axis=1)
+    assert iod.max() / iod.min() < 1.06                     # one scale across the clip
+    assert np.abs(eyes[:, 1, 1] - eyes[:, 0, 1]).max() < 3.0  # eyes level
+    assert np.abs(eyes.mean(0) - TEMPLATE[:2] * 224).max() < 10  # centred where the template puts them
+
+
+@pytest.mark.parametrize("size", [224, 112])
+def test_template_alignment_puts_eyes_on_the_template(size, photos, photo_landmarks, hog, predictor):
+    aligner = TemplateAligner(size)
+    for photo, img in photos.items():
+        lm = photo_landmarks[photo]
+        crop = aligner.align(img, lm)
+        assert crop.shape == (size, size, 3) and crop.dtype == np.uint8
+        mapped = np.array(eye_centres(apply_transform(aligner.matrix(lm), lm)))
+        assert abs(mapped[1, 1] - mapped[0, 1]) < 1e-6          # eyes exactly level
+        assert np.abs(mapped - TEMPLATE[:2] * size).max() < 0.06 * size, photo
+        if size == 224:  # found again in the crop by the detector and the predictor
+            eyes = crop_eyes(crop, hog, predictor)
+            assert np.abs(eyes - mapped).max() < 5, photo
+
+
+def test_sequence_aligner_reference_and_reset(photo_landmarks):
+    a, b = photo_landmarks["astronaut"], photo_landmarks["obama.jpg"]
+    seq, tpl = SequenceAligner(224), TemplateAligner(224)
+    np.testing.assert_allclose(seq.matrix(a), tpl.matrix(a))  # first frame: the template alignment
+    moved = apply_transform(similarity_transform(a[:2], a[:2] * 0 + [[10, 5], [60, 9]]), a)  # same face, moved
+    np.testing.assert_allclose(apply_transform(seq.matrix(moved), moved), apply_transform(tpl.matrix(a), a), atol=1e-6)
+    assert not np.allclose(seq.matrix(b), tpl.matrix(b))  # a new face is held to the first one's reference…
+    seq.reset()
+    np.testing.assert_allclose(seq.matrix(b), tpl.matrix(b))  # …until reset
+
+
+def test_large_faces_are_area_filtered_not_aliased(photos, photo_landmarks):
+    import cv2
+
+    img, lm = photos["astronaut"], photo_landmarks["astronaut"]
+    big = cv2.resize(img, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    crop_small = TemplateAligner(56).align(img, lm)
+    crop_big = TemplateAligner(56).align(big, lm * 4 + 1.5)
+    assert np.abs(crop_big.astype(int) - crop_small.astype(int)).mean() < 12
+
+
+# ---- processor: tracking and missing faces -----------------------------------------------------------------------
+def test_detect_every_n_tracks_landmarks_in_between(face_video):
+    path, _ = face_video
+    with open_source(path) as src:
+        frames = [bgr for _, bgr in src]
+    every = list(FaceProcessor().process(enumerate(frames)))
+    tracked = list(FaceProcessor(detect_every=4).process(enumerate(frames)))
+    assert all(f.ok for f in tracked)
+    pattern = "".join("t" if f.tracked else "D" for f in tracked)
+    assert pattern[0] == "D" and "tttt" not in pattern, pattern  # a detection at least every 4th frame
+    assert pattern.count("t") >= 8, pattern
+    for a, b in zip(every, tracked):
+        assert landmark_error(b.landmarks, a.landmarks) < 0.05
+
+
+def test_tracking_notices_when_the_face_is_gone(astronaut):
+    frames = [f for f, _ in render_frames(astronaut, 8, motion=("shift",))]
+    blank = np.full_like(frames[0], 90)
+    noise = np.random.default_rng(1).integers(0, 256, frames[0].shape, dtype=np.uint8)
+    seq = frames[:3] + [blank, noise] + frames[3:6]
+    out = list(FaceProcessor(detect_every=100).process(enumerate(seq)))
+    assert [f.frame for f in out] == list(range(8))
+    assert [f.ok for f in out] == [True, True, True, False, False, True, True, True]
+    assert out[1].tracked and out[2].tracked and out[6].tracked
+    for f in out[3:5]:
+        assert f.box is None and f.landmarks is None and f.aligned is None
+
+
+def test_single_step_api_for_per_track_use(face_video):
+    path, _ = face_video
+    with open_source(path) as src:
+        frames = [bgr for _, bgr in src][:3]
+    p = FaceProcessor()
+    box = p.detect(frames[0])[0]
+    lm0 = p.landmarks_for(frames[0], box)
+    box1, lm1 = p.track(frames[1], lm0)
+    ref1 = p.landmarks_for(frames[1], p.detect(frames[1])[0])
+    assert landmark_error(lm1, ref1) < 0.05
+    aligner = make_aligner("sequence", 96)  # one per track
+    assert aligner.align(frames[1], lm1).shape == (96, 96, 3)
+    assert p.track(np.zeros_like(frames[2]), lm1) is None
+
+
+def test_video_without_a_face_gives_ok_false_frames(tmp_path):
+    from fixtures_video import write_blank_video
+
+    write_blank_video(tmp_path / "none.mp4", n_frames=5)
+    with open_source(tmp_path / "none.mp4") as src:
+        out = list(FaceProcessor(detect_every=2).process(src))
+    assert [(f.frame, f.ok) for f in out] == [(i, False) for i in range(5)]

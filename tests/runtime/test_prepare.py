@@ -1,0 +1,179 @@
+"""hac-prepare on real videos, frame folders and photos: outputs, gaps, resume, parallel, names, bad input."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from fixtures_video import render_frames, write_blank_video, write_face_frames, write_face_video
+from hac_runtime.cli import prepare_main
+from hac_runtime.clips import load_aligned_clip
+from hac_runtime.errors import HacError
+from hac_runtime.faces import FaceProcessor
+from hac_runtime.prepare import MARKER, auto_workers, clip_names, estimated_frames, prepare, prepare_clip
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def pngs(folder):
+    return sorted(p.name for p in folder.glob("*.png"))
+
+
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        prepare_main(argv)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, astronaut, photos):
+    """A video with a faceless stretch in the middle, a frame folder and a still photo."""
+    d = tmp_path_factory.mktemp("inputs")
+    frames = [f for f, _ in render_frames(astronaut, 6, motion=("shift", "brightness"))]
+    blank = np.full_like(frames[0], 60)
+    writer = cv2.VideoWriter(str(d / "talk.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for f in frames[:3] + [blank, blank] + frames[3:]:
+        writer.write(f)
+    writer.release()
+    write_face_frames(d / "S005_001", photos["obama.jpg"], n_frames=4)
+    cv2.imwrite(str(d / "biden.png"), photos["biden.jpg"])
+    return d
+
+
+def test_prepare_writes_faces_and_jsonl_per_contract(inputs, tmp_path):
+    out = tmp_path / "out"
+    s = prepare([inputs / "talk.avi", inputs / "S005_001", inputs / "biden.png"], out, size=112, progress=False)
+    assert [c.name for c in s.clips] == ["talk", "S005_001", "biden"]
+    assert (s.frames, s.faces, s.no_face, len(s.clips), s.failed) == (8 + 4 + 1, 6 + 4 + 1, 2, 3, [])
+    # frames without a face leave a gap: indices are the source's, never shifted
+    assert pngs(out / "talk") == ["00000.png", "00001.png", "00002.png", "00005.png", "00006.png", "00007.png"]
+    assert pngs(out / "S005_001") == [f"{i:05d}.png" for i in range(4)] and pngs(out / "biden") == ["00000.png"]
+    face = cv2.imread(str(out / "talk" / "00005.png"))
+    assert face.shape == (112, 112, 3)
+    lines = read_jsonl(out / "faces.jsonl")
+    assert len(lines) == 13 and all(set(r) == {"clip", "frame", "box", "landmarks", "ok"} for r in lines)
+    talk = [r for r in lines if r["clip"] == "talk"]
+    assert [r["frame"] for r in talk] == list(range(8))
+    assert [r["ok"] for r in talk] == [True, True, True, False, False, True, True, True]
+    for r in lines:
+        if r["ok"]:
+            assert len(r["box"]) == 4 and all(isinstance(v, int) for v in r["box"])
+            assert np.asarray(r["landmarks"]).shape == (68, 2)
+            x, y, w, h = r["box"]
+            assert np.asarray(r["landmarks"])[30].tolist() > [x, y]  # the nose tip inside its box
+        else:
+            assert r["box"] is None and r["landmarks"] is None
+    # the clip folders are what training and export calibration read
+    pre = {"image_size": 112, "mean": [0.5] * 3, "std": [0.25] * 3, "k": 5}
+    assert load_aligned_clip(out / "talk", pre).shape == (5, 3, 112, 112)
+    assert "13 frames, 11 faces found, 2 frames without a face" in s.render()
+
+
+def test_resume_skips_finished_clips_and_redoes_changed_ones(inputs, tmp_path):
+    out = tmp_path / "out"
+    srcs = [inputs / "S005_001", inputs / "biden.png"]
+    prepare(srcs, out, size=64, progress=False)
+    stamp = (out / "S005_001" / "00000.png").stat().st_mtime_ns
+    (out / ".biden.partial").mkdir()                     # what an interrupted run leaves behind
+    (out / ".biden.partial" / "00000.png").write_bytes(b"half")
+    again = prepare(srcs, out, size=64, progress=False)
+    assert again.skipped == 2 and (again.frames, again.faces) == (5, 5)
+    assert (out / "S005_001" / "00000.png").stat().st_mtime_ns == stamp
+    (out / "biden" / MARKER).unlink()                    # not finished: done again
+    bigger = prepare(srcs, out, size=96, progress=False)  # other settings: done again, replaced
+    assert bigger.skipped == 0
+    assert cv2.imread(str(out / "S005_001" / "00000.png")).shape == (96, 96, 3)
+    assert sorted(p.name for p in out.iterdir()) == ["S005_001", "biden", "faces.jsonl"]
+    assert len(read_jsonl(out / "faces.jsonl")) == 5
+
+
+@pytest.mark.slow
+def test_parallel_gives_the_same_output_as_serial(inputs, tmp_path):
+    srcs = [inputs / "talk.avi", inputs / "S005_001", inputs / "biden.png"]
+    one = prepare(srcs, tmp_path / "one", size=64, workers=1, progress=False)
+    two = prepare(srcs, tmp_path / "two", size=64, workers=2, progress=False)
+    assert two.workers == 2 and one.workers == 1
+    assert (tmp_path / "one" / "faces.jsonl").read_text() == (tmp_path / "two" / "faces.jsonl").read_text()
+    for clip in ("talk", "S005_001", "biden"):
+        assert pngs(tmp_path / "one" / clip) == pngs(tmp_path / "two" / clip)
+        for name in pngs(tmp_path / "one" / clip):
+            assert (tmp_path / "one" / clip / name).read_bytes() == (tmp_path / "two" / clip / name).read_bytes()
+
+
+def test_worker_count_follows_the_work(inputs):
+    assert [estimated_frames(inputs / n) for n in ("talk.avi", "S005_001", "biden.png")] == [8, 4, 1]
+    assert auto_workers([inputs / "talk.avi", inputs / "S005_001", inputs / "biden.png"]) == 1  # not worth a process
+
+
+def test_prepare_clip_for_a_training_cache(inputs, tmp_path):
+    processor = FaceProcessor(aligner="template", size=64)
+    a = prepare_clip(inputs / "S005_001", tmp_path / "cache" / "x", processor)
+    assert (a.name, a.frames, a.faces, a.skipped) == ("x", 4, 4, False)
+    b = prepare_clip(inputs / "S005_001", tmp_path / "cache" / "x", processor)
+    assert b.skipped and (b.frames, b.faces) == (4, 4)
+    with pytest.raises(HacError, match="no such file"):
+        prepare_clip(inputs / "nope.mp4", tmp_path / "cache" / "y", processor)
+    assert not (tmp_path / "cache" / "y").exists()
+
+
+def test_clip_names_unique_and_stable(tmp_path):
+    for rel in ("a/x/clip.mp4", "b/x/clip.mp4", "c/solo.mp4", "c/clip.avi", "c/clip.mp4"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"v")
+    paths = [tmp_path / r for r in ("a/x/clip.mp4", "b/x/clip.mp4", "c/solo.mp4")]
+    assert clip_names(paths) == ["a_x_clip", "b_x_clip", "solo"]
+    assert clip_names(paths) == clip_names(paths)
+    assert clip_names([tmp_path / "c/clip.avi", tmp_path / "c/clip.mp4"]) == ["clip", "clip-2"]
+    # a source already prepared keeps its name; another source never takes it
+    reserved = {"clip": str((tmp_path / "a/x/clip.mp4").resolve())}
+    assert clip_names([tmp_path / "a/x/clip.mp4"], reserved) == ["clip"]
+    assert clip_names([tmp_path / "b/x/clip.mp4"], reserved) == ["x_clip"]
+    (tmp_path / "a b").mkdir()
+    (tmp_path / "a b" / "é x.mp4").write_bytes(b"v")
+    assert clip_names([tmp_path / "a b" / "é x.mp4"]) == ["x"]  # safe file names
+
+
+def test_dataset_tree_is_searched(tmp_path, photos):
+    root = tmp_path / "ck"
+    write_face_frames(root / "S010" / "001", photos["obama.jpg"], n_frames=2)
+    write_face_frames(root / "S011" / "001", photos["biden.jpg"], n_frames=2)
+    write_blank_video(root / "S012" / "blank.mp4", n_frames=3)
+    s = prepare([root], tmp_path / "out", size=64, progress=False)
+    assert [c.name for c in s.clips] == ["S010_001", "S011_001", "blank"]
+    assert (s.frames, s.faces) == (7, 4)  # a video without a face is fine: all its frames ok=false
+
+
+def test_cli_success_bad_input_and_usage(inputs, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a video\n" * 20)
+    code, out, err = run_cli([str(tmp_path / "notes.txt"), "--out", str(tmp_path / "o"), "-q"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("hac-prepare: error: nothing could be used:") and "notes.txt" in err
+    code, out, err = run_cli([str(tmp_path / "notes.txt"), str(inputs / "biden.png"), "--out", str(tmp_path / "o"),
+                              "--size", "48"], capsys)
+    assert code == 0 and "1 clip in" in out and "1 faces found" in out
+    assert "hac-prepare: warning:" in err and "notes.txt" in err and "Traceback" not in err
+    code, out, err = run_cli([str(tmp_path / "notes.txt"), str(inputs / "biden.png"), "--out", str(tmp_path / "o"),
+                              "--size", "48", "-q"], capsys)
+    assert code == 0 and err == "" and "(1 already done)" in out and "notes.txt" in out  # quiet: all in the summary
+    code, _, err = run_cli([str(inputs / "biden.png"), "--out", str(tmp_path / "o"), "--detector", "mtcnn"], capsys)
+    assert code == 2 and "mtcnn" in err
+    code, _, err = run_cli(["--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "Missing argument" in err
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli([str(inputs / "biden.png"), "--out", str(tmp_path / "file")], capsys)
+    assert code == 2
+
+
+def test_a_truncated_video_is_prepared_with_a_warning(tmp_path, astronaut, capsys):
+    full = tmp_path / "full.avi"
+    write_face_video(full, astronaut, n_frames=10)
+    (tmp_path / "cut.avi").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    code, out, err = run_cli([str(tmp_path / "cut.avi"), "--out", str(tmp_path / "o"), "--size", "48"], capsys)
+    assert code == 0 and "of 10 frames; the video is truncated or damaged" in err
+    code, out, err = run_cli([str(tmp_path / "cut.avi"), "--out", str(tmp_path / "q"), "--size", "48", "-q"], capsys)
+    assert code == 0 and "of 10 frames; the video is truncated or damaged" in out
+    lines = read_jsonl(tmp_path / "o" / "faces.jsonl")
+    assert 3 <= len(lines) < 10 and [r["frame"] for r in lines] == list(range(len(lines)))
