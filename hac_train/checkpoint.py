@@ -6,7 +6,6 @@ needed to rebuild, export or evaluate the model without the training run.
 """
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 
 from hac_runtime import __version__
 from hac_runtime.atomic import atomic_path
+from hac_runtime.engines.base import sha256_of
 from hac_runtime.errors import HacError
 from hac_train.model import HACConfig, HACNet
 
@@ -99,8 +99,5 @@ def load_checkpoint(path, device="cpu") -> tuple[HACNet, dict]:
 
 
 def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """SHA-256 of a file (the runtime's helper: one implementation)."""
+    return sha256_of(path)

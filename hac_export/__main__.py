@@ -1,0 +1,4 @@
+"""``python -m hac_export`` = ``hac-export``."""
+from hac_export.cli import export_main
+
+export_main()

@@ -1,0 +1,304 @@
+"""``export(...)``: a checkpoint → checked artifacts, each with its manifest, and ``parity.json``.
+
+The one library function behind ``hac-export``. It refuses bad options before
+any work (``registry.plan_export``), loads the checkpoint, then for every
+artifact: export under a temporary name → structural checks → parity with eager
+FP32 PyTorch through the runtime engine that will run it → publish (see
+``manifest.publish``). When any artifact fails parity it still writes all the
+others and ``parity.json``, then raises ``HacFailure`` (exit 1).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hac_export import fp16 as fp16_mod
+from hac_export import int8 as int8_mod
+from hac_export import onnx as onnx_mod
+from hac_export import parity as parity_mod
+from hac_export.manifest import build_manifest, describe_file, publish, staged
+from hac_export.registry import DEFAULT_BATCH, FORMATS, artifact_name, plan_export
+from hac_runtime import __version__
+from hac_runtime.atomic import write_json
+from hac_runtime.engines import load_engine
+from hac_runtime.errors import HacError, HacFailure
+from hac_train.checkpoint import file_sha256, load_checkpoint
+
+PARITY_FILE = "parity.json"
+REFERENCE = "eager FP32 PyTorch on the CPU"
+
+
+@dataclass
+class ExportReport:
+    out: Path
+    artifacts: list = field(default_factory=list)  #: one dict per artifact: name, path, format, precision, status, parity
+    parity_file: Path | None = None
+
+    @property
+    def failed(self) -> list:
+        return [a for a in self.artifacts if a["status"] != "passed"]
+
+    def path(self, fmt: str, precision: str = "fp32") -> Path:
+        return next(a["path"] for a in self.artifacts if a["format"] == fmt and a["precision"] == precision)
+
+
+def _writable_dir(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise HacError(f"{out}: cannot write exports here ({e.strerror or type(e).__name__})") from None
+    return out
+
+
+class _Steps:
+    """A rich progress display on stderr (or nothing when quiet)."""
+
+    def __init__(self, verbose: bool, total: int):
+        self.verbose = verbose
+        self.progress = None
+        if verbose:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.console = Console(stderr=True)
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
+                                     transient=True)
+            self.task = self.progress.add_task("export", total=total)
+
+    def __enter__(self):
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.stop()
+
+    def say(self, text: str):
+        if self.progress:
+            self.progress.update(self.task, description=text)
+
+    def advance(self):
+        if self.progress:
+            self.progress.advance(self.task)
+
+    def subtask(self, text: str, total: int):
+        """A callable that advances a second bar (e.g. calibration clips)."""
+        if not self.progress:
+            return None
+        task = self.progress.add_task(text, total=total)
+        return lambda: self.progress.advance(task)
+
+    def log(self, text: str):
+        if self.progress:
+            self.progress.console.print(text)
+
+
+def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, calib=None, batch=DEFAULT_BATCH,
+           out=None, calib_method: str | None = None, workspace_gb: float | None = None,
+           activations: str | None = None, tolerances: dict | None = None, seed: int = 0,
+           verbose: bool = True) -> ExportReport:
+    """Export ``checkpoint`` (hac-ckpt/1) as ``formats`` into ``out`` (default: the checkpoint's folder).
+
+    ``batch`` is ``MIN:OPT:MAX`` (TensorRT's profile, torch.export's range, parity's largest batch).
+    ``calib`` (a hac-prepare folder) calibrates INT8 and, when given, is also the parity input;
+    otherwise parity uses seeded random normalised inputs. ``activations`` (``u8``/``s8``) picks
+    the INT8 activation type (default: ``s8`` when TensorRT builds from it, else ``u8``).
+    ``tolerances`` overrides parity tolerances per precision. Raises ``HacFailure`` when any
+    artifact fails parity (the others are still written).
+    """
+    plan = plan_export(formats, fp16, int8, calib, batch, calib_method, workspace_gb)
+    if any(FORMATS[f].needs_gpu for f in plan.formats):
+        from hac_runtime.engines.trt.loader import require_tensorrt
+
+        require_tensorrt("--format trt")
+    checkpoint = Path(checkpoint)
+    model, ckpt = load_checkpoint(checkpoint)
+    source_sha = file_sha256(checkpoint)
+    out = _writable_dir(Path(out) if out is not None else checkpoint.parent)
+    lo, opt, hi = plan.batch
+    pre, classes, config = ckpt["preprocess"], list(ckpt["classes"]), model.config
+    k, size = pre["k"], pre["image_size"]
+    if k != config.k:
+        raise HacError(f"{checkpoint}: preprocess k={k} differs from the model's k={config.k}")
+    if activations is None:
+        activations = "s8" if "int8" in plan.precisions.get("trt", ()) else "u8"
+
+    # Calibration data without faces is refused before any work.
+    n_clips = min(len(int8_mod.find_clips(calib)), int8_mod.MAX_CALIB_CLIPS) if calib is not None else 0
+
+    report = ExportReport(out=out)
+    records = {}
+    with _Steps(verbose, len(plan.artifacts())) as steps:
+        clips = None
+        if calib is not None:
+            clips = int8_mod.load_clips(calib, pre, classes,
+                                        progress=steps.subtask(f"reading clips from {calib}", n_clips))
+            x, labels = clips.x, clips.labels
+            inputs = f"{len(x)} real clips from {Path(calib).name} ({clips.labelled} labelled)"
+        else:
+            x = np.random.default_rng(seed).standard_normal((hi, k, 3, size, size)).astype(np.float32)
+            labels, inputs = None, f"{hi} random normal clips (seed {seed})"
+        ref = parity_mod.reference_logits(model, x)
+
+        job = _Job(model=model, k=k, size=size, batch=plan.batch, clips=clips, calib_method=calib_method,
+                   activations=activations, workspace_gb=workspace_gb)
+        gpu = None
+        try:
+            for fmt, precision in plan.artifacts():
+                if fmt == "trt" and gpu is None:
+                    from hac_runtime.engines.trt.loader import gpu_facts
+
+                    gpu = gpu_facts(0)["gpu"]
+                name = artifact_name(fmt, precision, hi, gpu)
+                final = out / name
+                steps.say(f"{name}: exporting")
+                # ONNX takes any batch; torch.export was given [1, MAX]; TensorRT's profile is [MIN, MAX].
+                batch_facts = {"min": lo if fmt == "trt" else 1, "opt": opt, "max": None if fmt == "onnx" else hi}
+                manifest = build_manifest(fmt, precision, ckpt, checkpoint, source_sha, onnx_mod.INPUT_NAME,
+                                          onnx_mod.OUTPUT_NAME, batch_facts, builder={})
+                started = time.perf_counter()
+                with staged(final) as tmp:
+                    device = _write_artifact(job, fmt, precision, tmp, name, manifest, steps)
+                    describe_file(manifest, tmp, name)
+                    steps.say(f"{name}: checking parity")
+                    tol = parity_mod.tolerance_for(precision, device, tolerances)
+                    record = _parity(tmp, fmt, device, manifest, x, ref, labels, tol, hi)
+                    record["inputs"] = inputs
+                    manifest["parity"] = record
+                    manifest["status"] = "passed" if record["passed"] else "failed"
+                    target = publish(tmp, final, manifest)
+                job.made[(fmt, precision)] = target
+                records[target.name] = {"format": fmt, "precision": precision, "status": manifest["status"], **record}
+                report.artifacts.append({"name": target.name, "path": target, "format": fmt, "precision": precision,
+                                         "status": manifest["status"], "parity": record,
+                                         "seconds": round(time.perf_counter() - started, 2)})
+                mark = "[green]passed[/]" if record["passed"] else f"[red]FAILED[/] ({'; '.join(record['failures'])})"
+                steps.log(f"{target.name}: parity {mark}  max_abs {record['max_abs']:.2e}  cosine_min "
+                          f"{record['cosine_min']:.6f}  top1 {record['top1_agree']:.3f}")
+                steps.advance()
+        finally:  # whatever was published is recorded, even when a later artifact crashes
+            if records:
+                report.parity_file = _write_parity(out, records, checkpoint, source_sha, inputs)
+
+    if verbose:
+        _summary(report)
+    if report.failed:
+        names = ", ".join(a["name"] for a in report.failed)
+        first = report.failed[0]["parity"]["failures"][0]
+        err = HacFailure(f"parity failed for {names} ({first}); marked failed, see {report.parity_file}")
+        err.report = report
+        raise err
+    return report
+
+
+def _parity(path: Path, fmt: str, device: str, manifest: dict, x, ref, labels, tol: dict, max_batch: int) -> dict:
+    """Parity of the staged artifact, run by the runtime engine that will run it in production."""
+    with load_engine(path, FORMATS[fmt].engine, device, manifest=manifest) as engine:
+        record = parity_mod.check_parity(engine, x, ref, max_batch, tol, labels, manifest["input"]["batch"]["min"])
+        record.update(engine=engine.kind, device=engine.device, providers=engine.providers)
+    return record
+
+
+@dataclass
+class _Job:
+    """What the per-artifact writers share."""
+
+    model: object
+    k: int
+    size: int
+    batch: tuple
+    clips: object
+    calib_method: str | None
+    activations: str
+    workspace_gb: float | None
+    made: dict = field(default_factory=dict)  #: (format, precision) → published path
+    program: object = None  #: the torch.export program, shared by pt2 and aoti
+
+
+def _write_artifact(job: _Job, fmt: str, precision: str, tmp: Path, name: str, manifest: dict, steps) -> str:
+    """Write one artifact to ``tmp``, filling the manifest's builder facts; return the device parity runs on."""
+    if fmt == "onnx":
+        if precision == "fp32":
+            manifest["builder"] = onnx_mod.export_onnx(job.model, tmp, job.k, job.size)
+        elif precision == "fp16":
+            manifest["builder"] = {"converter": "hac_export.fp16 (trunk FP16; attention, GRU, FC, I/O FP32)",
+                                   **fp16_mod.convert_mixed_fp16(job.made[("onnx", "fp32")], tmp)}
+        else:
+            import onnx
+            import onnxruntime
+
+            src = job.made[("onnx", "fp32")]
+            graph = onnx.load(str(src))
+            trunk = onnx_mod.trunk_nodes(graph)
+            exclude = [n.name for n in graph.graph.node if n.name not in trunk]
+            steps.say(f"{name}: calibrating on {len(job.clips.x)} clips")
+            manifest["quantization"] = int8_mod.quantize_int8(src, tmp, job.clips.x, exclude,
+                                                              job.calib_method or "minmax", job.activations,
+                                                              onnx_mod.INPUT_NAME)
+            manifest["builder"] = {"onnxruntime": onnxruntime.__version__}
+        onnx_mod.set_metadata(tmp, manifest)
+        manifest["builder"].update(onnx_mod.verify_onnx(tmp, expect_gru=job.model.config.temporal == "gru"))
+        return "cpu"
+    if fmt in ("pt2", "aoti"):
+        from hac_export import pt2 as pt2_mod
+
+        if job.program is None:
+            job.program = pt2_mod.export_program(job.model, job.k, job.size, job.batch[2])
+        if fmt == "pt2":
+            manifest["builder"] = pt2_mod.save_program(job.program, tmp, manifest)
+            return "cpu"
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        steps.say(f"{name}: compiling with AOTInductor for {device} (takes a while)")
+        manifest["builder"] = pt2_mod.compile_aoti(job.program, tmp, manifest, device)
+        return device
+    from hac_export import trt as trt_mod
+
+    steps.say(f"{name}: building the TensorRT engine")
+    manifest["builder"] = trt_mod.build_engine(job.made[("onnx", precision)], tmp, precision, job.batch,
+                                               job.workspace_gb)
+    return "cuda:0"
+
+
+def _write_parity(out: Path, records: dict, checkpoint: Path, source_sha: str, inputs: str) -> Path:
+    """Merge this export's parity records into ``out/parity.json`` (records of the same checkpoint are kept)."""
+    path = out / PARITY_FILE
+    old = {}
+    with contextlib.suppress(OSError, ValueError):
+        old = json.loads(path.read_text())
+    kept = old.get("artifacts", {}) if old.get("source_sha256") == source_sha else {}
+    for name in records:
+        base = name[:-len(".failed")] if name.endswith(".failed") else name
+        kept.pop(base, None)
+        kept.pop(base + ".failed", None)
+    doc = {"reference": REFERENCE, "source": checkpoint.name, "source_sha256": source_sha,
+           "toolkit_version": __version__, "inputs": inputs, "artifacts": {**kept, **records}}
+    write_json(path, doc)
+    return path
+
+
+def _summary(report: ExportReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"hac-export → {report.out}")
+    table.add_column("artifact", no_wrap=True)
+    for col in ("prec", "status", "max_abs", "cos min", "top1", "MB", "s"):
+        table.add_column(col, no_wrap=True)
+    for a in report.artifacts:
+        p = a["parity"]
+        table.add_row(a["name"], a["precision"], "passed" if a["status"] == "passed" else "FAILED",
+                      f"{p['max_abs']:.1e}", f"{p['cosine_min']:.5f}", f"{p['top1_agree']:.2f}",
+                      f"{a['path'].stat().st_size / 1e6:.0f}", f"{a['seconds']:.0f}")
+    Console(stderr=True).print(table)

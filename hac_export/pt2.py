@@ -1,0 +1,58 @@
+"""torch.export artifacts: an ExportedProgram ``.pt2`` and an AOTInductor-compiled package.
+
+Both load without the training code (``hac_runtime.engines.torch``). The
+manifest's core travels inside each: ``extra_files["hac.json"]`` in the
+ExportedProgram, AOTInductor's package metadata in the compiled one.
+"""
+from __future__ import annotations
+
+import json
+
+from hac_export.onnx import quiet
+from hac_runtime.engines.torch.loader import METADATA_FILE
+from hac_runtime.errors import HacFailure
+
+CORE_KEYS = ("format", "precision", "classes", "preprocess", "model", "input", "output", "source_sha256",
+             "toolkit_version")
+
+
+def export_program(model, k: int, image_size: int, batch_max: int):
+    """``torch.export`` of ``model`` (eval, CPU) with batch dynamic in ``[1, batch_max]``."""
+    import torch
+
+    example = torch.randn(2, k, 3, image_size, image_size)
+    batch = torch.export.Dim("batch", min=1, max=batch_max)
+    try:
+        with quiet(), torch.no_grad():
+            return torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=False)
+    except Exception as e:  # noqa: BLE001
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise HacFailure(f"torch.export failed: {type(e).__name__}: {first}") from e
+
+
+def save_program(program, path, manifest: dict) -> dict:
+    import torch
+
+    core = {k: manifest[k] for k in CORE_KEYS if k in manifest}
+    torch.export.save(program, str(path), extra_files={METADATA_FILE: json.dumps(core)})
+    return {"exporter": "torch.export", "torch": torch.__version__, "device": "cpu"}
+
+
+def compile_aoti(program, path, manifest: dict, device: str = "cpu") -> dict:
+    """AOTInductor-compile ``program`` for ``device`` (``cpu`` or ``cuda``) into the package ``path`` (``.pt2``)."""
+    import torch
+
+    if device != "cpu":
+        from torch.export.passes import move_to_device_pass
+
+        program = move_to_device_pass(program, device)
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in manifest.items() if k in CORE_KEYS}
+    try:
+        with quiet():
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path),
+                                                     inductor_configs={"aot_inductor.metadata": meta})
+    except Exception as e:  # noqa: BLE001 - a compiler failure is internal: exit 1
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise HacFailure(f"AOTInductor compilation failed: {type(e).__name__}: {first}") from e
+    return {"exporter": "torch._inductor.aoti_compile_and_package", "torch": torch.__version__,
+            "device": device.split(":")[0]}

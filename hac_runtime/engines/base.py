@@ -1,0 +1,203 @@
+"""The engine interface and the artifact manifest (CONTRACTS.md, "Manifest").
+
+Every artifact ``hac-export`` writes sits beside ``<artifact>.json``: what the
+artifact is (format, precision), what it takes (``input {name, shape}`` with a
+symbolic ``"batch"``), what it returns (``output``), the classes and the
+preprocessing, the checkpoint's checksum, builder facts and the parity verdict.
+``load_engine`` refuses an artifact whose manifest is missing, names another
+file, failed its parity check, or does not fit the artifact, with one line.
+
+Backends live one per folder (``ort``, ``trt``, ``torch``), each with a
+``loader`` (open and check the artifact) and a ``runner`` (the ``Engine``).
+Nothing heavy is imported here: each backend imports its library when used.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from pathlib import Path
+
+from hac_runtime.errors import HacError
+
+MANIFEST_SCHEMA = "hac-manifest/1"
+ENGINES = ("ort", "trt", "torch")
+#: manifest ``format`` → (file suffix, engine that runs it)
+FORMATS = {
+    "onnx": (".onnx", "ort"),
+    "trt": (".engine", "trt"),
+    "pt2": (".pt2", "torch"),
+    "aoti": (".pt2", "torch"),
+}
+ENGINE_CLASSES = {"ort": "OrtEngine", "trt": "TrtEngine", "torch": "TorchEngine"}
+REQUIRED = ("format", "precision", "status", "artifact", "classes", "preprocess", "input", "output",
+            "source_sha256", "toolkit_version")
+GPU_INSTALL = "pip install -e '.[gpu]'"
+
+
+def manifest_path(artifact) -> Path:
+    """``hac.onnx`` → ``hac.onnx.json``."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".json")
+
+
+def sha256_of(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(artifact) -> dict:
+    """The manifest beside ``artifact``; a missing or unreadable one is a one-line HacError."""
+    artifact = Path(artifact)
+    path = manifest_path(artifact)
+    if not path.is_file():
+        raise HacError(f"{artifact}: no manifest {path.name} beside it (export artifacts with hac-export; keep each with its .json)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HacError(f"{path}: unreadable manifest ({type(e).__name__})") from None
+    if not isinstance(manifest, dict):
+        raise HacError(f"{path}: not a HAC manifest (expected a JSON object)")
+    return manifest
+
+
+def check_manifest(manifest: dict, artifact, require_passed: bool = True, verify_file: bool = True) -> dict:
+    """Check that ``manifest`` describes ``artifact``; return it. Any mismatch → one-line HacError."""
+    artifact = Path(artifact)
+    where = manifest_path(artifact).name
+    missing = [k for k in REQUIRED if k not in manifest]
+    if missing:
+        raise HacError(f"{where}: not a HAC manifest (lacks {', '.join(missing)})")
+    if require_passed and manifest["status"] != "passed":
+        parity = manifest.get("parity") or {}
+        why = "; ".join(parity.get("failures", [])) or f"status {manifest['status']!r}"
+        raise HacError(f"{artifact.name}: refused, it failed its parity check at export ({why})")
+    fmt = manifest["format"]
+    if fmt not in FORMATS:
+        raise HacError(f"{where}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    suffix = FORMATS[fmt][0]
+    if not artifact.name.endswith(suffix):
+        raise HacError(f"{artifact}: a {fmt} manifest needs a {suffix} file, not {artifact.name}")
+    inp, out = manifest["input"], manifest["output"]
+    pre, classes = manifest["preprocess"], manifest["classes"]
+    try:
+        shape, oshape = list(inp["shape"]), list(out["shape"])
+        ok = (len(shape) == 5 and shape[0] == "batch" and shape[1] == pre["k"] and shape[2] == 3
+              and shape[3] == shape[4] == pre["image_size"] and oshape == ["batch", len(classes)])
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise HacError(f"{where}: inconsistent input/output/classes/preprocess (input {inp.get('shape')}, "
+                       f"output {out.get('shape')}, {len(classes)} classes)")
+    if verify_file:
+        facts = manifest["artifact"]
+        if not artifact.is_file():
+            raise HacError(f"{artifact}: model file not found")
+        size = artifact.stat().st_size
+        if facts.get("bytes") != size or facts.get("sha256") != sha256_of(artifact):
+            raise HacError(f"{artifact}: does not match its manifest {where} (size or sha256 differs; "
+                           f"the manifest describes {facts.get('file')!r}): re-export it")
+    return manifest
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """``"auto" | "cpu" | "cuda" | "cuda:N"`` → (kind, index)."""
+    device = str(device or "auto").strip().lower()
+    if device in ("auto", "cpu"):
+        return device, None
+    if device == "cuda":
+        return "cuda", 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return "cuda", int(device[5:])
+    raise HacError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
+class Engine:
+    """One loaded artifact. ``infer((B, k, 3, S, S) float32) → (B, classes)`` logits.
+
+    NumPy in → NumPy out. Engines that run on a torch device also take a torch
+    tensor (on that device, zero-copy where the backend allows) and return one.
+    """
+
+    kind = ""
+
+    def __init__(self, artifact, manifest: dict, device: str):
+        self.artifact = Path(artifact)
+        self.manifest = manifest
+        self.device = device
+        self.input_name = manifest["input"]["name"]
+        self.input_shape = list(manifest["input"]["shape"])
+        self.output_name = manifest["output"]["name"]
+        self.classes = list(manifest["classes"])
+        self.preprocess = dict(manifest["preprocess"])
+        self.precision = manifest["precision"]
+        self.format = manifest["format"]
+        limits = manifest["input"].get("batch") or {}
+        self.min_batch, self.max_batch = limits.get("min") or 1, limits.get("max")
+
+    @property
+    def providers(self) -> list[str]:
+        """What actually runs the model (ONNX Runtime's active providers; the backend name elsewhere)."""
+        return [self.kind]
+
+    def check_input(self, batch) -> int:
+        """Validate a batch's shape and dtype; return its size B."""
+        shape = tuple(getattr(batch, "shape", ()))
+        dtype = str(getattr(batch, "dtype", type(batch).__name__)).replace("torch.", "")
+        if len(shape) != 5 or list(shape[1:]) != self.input_shape[1:] or shape[0] < 1:
+            raise HacError(f"{self.artifact.name}: input must be (B, {', '.join(map(str, self.input_shape[1:]))}), got {shape}")
+        if dtype != "float32":
+            raise HacError(f"{self.artifact.name}: input must be float32, got {dtype}")
+        if shape[0] < self.min_batch:
+            raise HacError(f"{self.artifact.name}: batch {shape[0]} is below its minimum batch {self.min_batch}")
+        if self.max_batch is not None and shape[0] > self.max_batch:
+            raise HacError(f"{self.artifact.name}: batch {shape[0]} exceeds its maximum batch {self.max_batch} "
+                           f"(re-export with a larger --batch MIN:OPT:MAX)")
+        return shape[0]
+
+    def infer(self, batch):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the backend's resources; the engine is unusable afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.artifact.name}, {self.format}/{self.precision}, "
+                f"device={self.device}, providers={self.providers})")
+
+
+def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: dict | None = None) -> Engine:
+    """Open ``artifact`` on ``engine`` (``auto`` picks from its format) and ``device``.
+
+    ``manifest`` defaults to ``<artifact>.json``, which must have passed parity;
+    passing one explicitly (hac-export does, before publishing) skips that check.
+    """
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise HacError(f"{artifact}: model file not found")
+    if not artifact.is_file():
+        raise HacError(f"{artifact}: not a file")
+    explicit = manifest is not None
+    manifest = check_manifest(manifest if explicit else read_manifest(artifact), artifact, require_passed=not explicit)
+    fmt = manifest["format"]
+    native = FORMATS[fmt][1]
+    engine = (engine or "auto").lower()
+    if engine == "auto":
+        engine = native
+    elif engine not in ENGINES:
+        raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(ENGINES)}")
+    elif engine != native:
+        raise HacError(f"{artifact.name} is a {fmt} artifact: it runs on the {native} engine, not {engine} "
+                       f"(export a {engine} artifact with hac-export --format ...)")
+    parse_device(device)
+    module = importlib.import_module(f"hac_runtime.engines.{engine}.runner")
+    return getattr(module, ENGINE_CLASSES[engine])(artifact, manifest, device)

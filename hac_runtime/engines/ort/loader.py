@@ -1,0 +1,75 @@
+"""Open an ONNX artifact in ONNX Runtime on the providers a device needs, and prove they are active.
+
+ONNX Runtime silently falls back to the CPU when a provider cannot start; this
+loader compares ``session.get_providers()`` with what was asked and says so.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hac_runtime.engines.base import GPU_INSTALL, parse_device
+from hac_runtime.errors import HacError
+
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+
+
+def import_ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise HacError("onnxruntime is not installed: pip install -e '.[cpu]' (or '.[gpu]' for CUDA)") from None
+    return onnxruntime
+
+
+def providers_for(device: str) -> tuple[list, str]:
+    """``device`` → (providers list for InferenceSession, resolved device string)."""
+    ort = import_ort()
+    kind, index = parse_device(device)
+    available = ort.get_available_providers()
+    if kind == "auto":
+        kind, index = ("cuda", 0) if CUDA_EP in available else ("cpu", None)
+    if kind == "cpu":
+        return [CPU_EP], "cpu"
+    if CUDA_EP not in available:
+        raise HacError(f"ONNX Runtime here has no {CUDA_EP} (available: {', '.join(available)}): "
+                       f"install the GPU build with {GPU_INSTALL} (and uninstall the onnxruntime CPU package)")
+    return [(CUDA_EP, {"device_id": index}), CPU_EP], f"cuda:{index}"
+
+
+def load_session(path, device: str = "auto", manifest: dict | None = None):
+    """An ``InferenceSession`` for ``path`` on ``device``; returns (session, resolved device)."""
+    ort = import_ort()
+    providers, resolved = providers_for(device)
+    path = Path(path)
+    try:
+        session = ort.InferenceSession(str(path), providers=providers)
+    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for bad models
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise HacError(f"{path}: ONNX Runtime cannot load it ({first})") from None
+    wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+    active = session.get_providers()
+    if wanted not in active:
+        raise HacError(f"{path.name}: ONNX Runtime did not activate {wanted} (active: {', '.join(active)}); "
+                       "the CUDA/cuDNN libraries it needs are probably missing — not falling back to the CPU")
+    if manifest is not None:
+        check_session(session, path, manifest)
+    return session, resolved
+
+
+def check_session(session, path: Path, manifest: dict) -> None:
+    """The model's own input/output names, static dims and embedded checksum must match the manifest."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    name, shape = manifest["input"]["name"], manifest["input"]["shape"]
+    if len(inputs) != 1 or inputs[0].name != name or list(inputs[0].shape[1:]) != list(shape[1:]) \
+            or isinstance(inputs[0].shape[0], int):
+        got = [(i.name, i.shape) for i in inputs]
+        raise HacError(f"{path.name}: model inputs {got} do not match its manifest ({name} {shape})")
+    if not outputs or outputs[0].name != manifest["output"]["name"]:
+        raise HacError(f"{path.name}: model output {outputs[0].name if outputs else None!r} does not match its manifest")
+    meta = session.get_modelmeta().custom_metadata_map
+    if "source_sha256" in meta and meta["source_sha256"] != manifest["source_sha256"]:
+        raise HacError(f"{path.name}: embedded source checksum differs from its manifest (mixed-up files)")
+    if "classes" in meta and json.loads(meta["classes"]) != manifest["classes"]:
+        raise HacError(f"{path.name}: embedded class names differ from its manifest (mixed-up files)")

@@ -1,0 +1,80 @@
+"""FP32 ONNX: the structural invariants, metadata, manifest, and ONNX Runtime equal to eager PyTorch."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from hac_runtime.engines import load_engine, read_manifest
+from hac_runtime.engines.base import sha256_of
+from hac_train.checkpoint import file_sha256, load_checkpoint
+
+CONTRACT_KEYS = {"format", "precision", "classes", "preprocess", "input", "output", "source_sha256",
+                 "toolkit_version", "builder", "parity"}
+PARITY_KEYS = {"max_abs", "max_rel", "cosine_min", "top1_agree", "n", "passed", "tolerance", "batches"}
+
+
+def test_onnx_invariants(untrained_export):
+    path = untrained_export.path("onnx")
+    onnx.checker.check_model(str(path))
+    proto = onnx.load(str(path))
+    assert len(proto.graph.initializer) > 0 and not any(  # one self-contained file
+        i.data_location == onnx.TensorProto.EXTERNAL for i in proto.graph.initializer)
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param and not dims[0].HasField("dim_value")  # symbolic batch
+    assert [d.dim_value for d in dims[1:]] == [3, 3, 64, 64]  # k and image size fixed from the checkpoint
+    assert out.type.tensor_type.shape.dim[0].dim_param
+    grus = [n for n in proto.graph.node if n.op_type == "GRU"]
+    assert len(grus) == 1
+    assert {a.name: a.i for a in grus[0].attribute}["linear_before_reset"] == 1
+
+
+def test_metadata_in_model_matches_manifest(untrained_export, tiny_ckpt):
+    path = untrained_export.path("onnx")
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    manifest = read_manifest(path)
+    assert json.loads(meta["classes"]) == manifest["classes"] == ["astronaut", "cat", "coffee"]
+    assert json.loads(meta["preprocess"]) == manifest["preprocess"]
+    assert meta["source_sha256"] == manifest["source_sha256"] == file_sha256(tiny_ckpt)
+    assert meta["precision"] == "fp32"
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_ort_equals_eager(untrained_export, tiny_ckpt, batch):
+    model, _ = load_checkpoint(tiny_ckpt)
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    with load_engine(untrained_export.path("onnx")) as engine:
+        out = engine.infer(x)
+    assert out.shape == (batch, 3)
+    np.testing.assert_allclose(out, ref, atol=1e-4, rtol=1e-4)
+    assert (out.argmax(1) == ref.argmax(1)).all()
+
+
+def test_manifests_and_parity_file(untrained_export, tiny_ckpt):
+    names = {a["name"] for a in untrained_export.artifacts}
+    assert names == {"hac.onnx", "hac.fp16.onnx", "hac.pt2"}
+    doc = json.loads(untrained_export.parity_file.read_text())
+    assert set(doc["artifacts"]) == names and doc["source_sha256"] == file_sha256(tiny_ckpt)
+    for a in untrained_export.artifacts:
+        m = read_manifest(a["path"])
+        assert CONTRACT_KEYS <= set(m)
+        assert m["status"] == "passed" and m["parity"]["passed"]
+        assert m["artifact"]["sha256"] == sha256_of(a["path"]) and m["artifact"]["file"] == a["name"]
+        assert m["input"] == {"name": "clips", "shape": ["batch", 3, 3, 64, 64], "dtype": "float32",
+                              "batch": m["input"]["batch"]}
+        assert m["output"]["name"] == "logits" and m["output"]["shape"] == ["batch", 3]
+        assert PARITY_KEYS <= set(m["parity"]) and [b["batch"] for b in m["parity"]["batches"]] == [1, 8]
+        assert m["parity"] == {k: v for k, v in doc["artifacts"][a["name"]].items() if k in m["parity"]}
+    fp32 = read_manifest(untrained_export.path("onnx"))
+    assert fp32["builder"]["opset"] == 20 and fp32["builder"]["gru_nodes"] == 1
+    assert fp32["parity"]["tolerance"] == {"name": "fp32", "atol": 1e-4, "rtol": 1e-4, "top1_agree_min": 1.0}
+    assert fp32["parity"]["max_abs"] < 1e-4 and fp32["parity"]["top1_agree"] == 1.0
+
+
+def test_no_partial_files_left(untrained_export):
+    left = [p.name for p in untrained_export.out.iterdir() if p.name.startswith(".")]
+    assert left == []

@@ -1,0 +1,115 @@
+"""Bad input and wrong option combinations: one line, exit 2, before any work; parity failure: exit 1, marked failed."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hac_export.api import export
+from hac_export.cli import export_main
+from hac_export.registry import plan_export
+from hac_runtime.engines import load_engine
+from hac_runtime.errors import HacError, HacFailure
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        export_main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    return exit_info.value.code, err
+
+
+def _one_line_error(code, err, *words):
+    assert code == 2, err
+    assert err.startswith("hac-export: error: ") and "\n" not in err and "Traceback" not in err
+    for w in words:
+        assert w in err, err
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    _one_line_error(*_run([tmp_path / "nope.pt", "--out", tmp_path / "o"], capsys), "nope.pt", "not found")
+
+
+def test_truncated_checkpoint(tiny_ckpt, tmp_path, capsys):
+    bad = tmp_path / "cut.pt"
+    bad.write_bytes(tiny_ckpt.read_bytes()[: tiny_ckpt.stat().st_size // 2])
+    _one_line_error(*_run([bad, "--out", tmp_path / "o"], capsys), "cut.pt")
+    assert not (tmp_path / "o").exists()
+
+
+def test_foreign_checkpoint(tmp_path, capsys):
+    foreign = tmp_path / "resnet.pt"
+    torch.save({"conv.weight": torch.zeros(1)}, foreign)
+    _one_line_error(*_run([foreign], capsys), "resnet.pt", "not a HAC checkpoint")
+
+
+def test_unwritable_out(tiny_ckpt, tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    _one_line_error(*_run([tiny_ckpt, "--out", blocker / "sub"], capsys), "cannot write")
+
+
+def test_int8_without_calib(tiny_ckpt, capsys):
+    _one_line_error(*_run([tiny_ckpt, "--int8"], capsys), "--int8 needs --calib")
+
+
+def test_calibration_data_without_faces(tiny_ckpt, tmp_path, capsys):
+    empty = tmp_path / "prepared"
+    (empty / "clip000").mkdir(parents=True)
+    (empty / "faces.jsonl").write_text("")
+    _one_line_error(*_run([tiny_ckpt, "--int8", "--calib", empty, "--out", tmp_path / "o"], capsys),
+                    "no aligned faces")
+    assert not list((tmp_path / "o").glob("hac*"))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--format", "pt2", "--fp16"], ["--fp16 applies to onnx, trt"]),
+    (["--format", "tflite"], ["unknown tflite"]),
+    (["--batch", "8:4:16"], ["MIN <= OPT <= MAX"]),
+    (["--batch", "big"], ["--batch"]),
+    (["--workspace", "2"], ["--workspace applies only to --format trt"]),
+    (["--calib-method", "entropy"], ["--calib-method applies only with --int8"]),
+])
+def test_wrong_combinations(tiny_ckpt, capsys, argv, words):
+    _one_line_error(*_run([tiny_ckpt, *argv], capsys), *words)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_trt_without_gpu_exits_2_one_line(tiny_ckpt, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "hac_export", str(tiny_ckpt), "--format", "trt", "--fp16",
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "CUDA GPU" in lines[0] and "pip install -e '.[gpu]'" in lines[0]
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert "tensorrt package (not installed)" in lines[0]
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_plan_table():
+    plan = plan_export("pt2,onnx", fp16=True, batch="2:4:8")
+    assert plan.formats == ("onnx", "pt2") and plan.batch == (2, 4, 8)
+    assert plan.artifacts() == [("onnx", "fp32"), ("onnx", "fp16"), ("pt2", "fp32")]
+    assert plan_export("onnx", batch="16").batch == (1, 16, 16)
+    with pytest.raises(HacError):
+        plan_export("onnx", batch="0")
+
+
+def test_parity_failure_marks_artifact_failed(tiny_ckpt, tmp_path):
+    out = tmp_path / "o"
+    with pytest.raises(HacFailure) as failure:  # an impossible tolerance: ORT never matches eager bit for bit
+        export(tiny_ckpt, formats="onnx", batch="1:2:2", out=out, tolerances={"fp32": {"atol": 0.0, "rtol": 0.0}},
+               verbose=False)
+    assert failure.value.exit_code == 1 and "hac.onnx" in str(failure.value)
+    assert not (out / "hac.onnx").exists() and not (out / "hac.onnx.json").exists()
+    manifest = json.loads((out / "hac.onnx.failed.json").read_text())
+    assert manifest["status"] == "failed" and not manifest["parity"]["passed"]
+    assert manifest["parity"]["failures"] and manifest["artifact"]["file"] == "hac.onnx.failed"
+    assert json.loads((out / "parity.json").read_text())["artifacts"]["hac.onnx.failed"]["status"] == "failed"
+    with pytest.raises(HacError, match="failed its parity check"):
+        load_engine(out / "hac.onnx.failed")
+    assert sorted(p.name for p in out.iterdir()) == ["hac.onnx.failed", "hac.onnx.failed.json", "parity.json"]

@@ -1,0 +1,218 @@
+"""The engine layer: one interface over ONNX Runtime, TensorRT and torch.export, and its refusals."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from hac_export.api import export
+from hac_runtime.engines import load_engine, manifest_path, read_manifest
+from hac_runtime.engines.base import sha256_of
+from hac_runtime.errors import HacError
+from hac_train.checkpoint import default_preprocess, load_checkpoint, save_checkpoint
+from hac_train.model import HACConfig, HACNet
+
+CLASSES = ["neutral", "happy", "sad"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(1)
+    model = HACNet(HACConfig(backbone="resnet18", num_classes=3, k=3)).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("engines") / "ckpt.pt", model, CLASSES, default_preprocess(64, 3))
+
+
+@pytest.fixture(scope="module")
+def exported(ckpt, tmp_path_factory):
+    return export(ckpt, formats="onnx,pt2", fp16=True, batch="1:2:4", out=tmp_path_factory.mktemp("engines_out"),
+                  verbose=False)
+
+
+def _clips(b, seed=0):
+    return np.random.default_rng(seed).standard_normal((b, 3, 3, 64, 64)).astype(np.float32)
+
+
+def _copy(src, dst_dir, name=None):
+    """Copy an artifact (and its manifest) into ``dst_dir``."""
+    dst = dst_dir / (name or src.name)
+    shutil.copy(src, dst)
+    shutil.copy(manifest_path(src), manifest_path(dst))
+    return dst
+
+
+def test_ort_engine_facts_and_infer(exported, ckpt):
+    model, _ = load_checkpoint(ckpt)
+    with load_engine(exported.path("onnx"), device="cpu") as engine:
+        assert type(engine).__name__ == "OrtEngine" and engine.kind == "ort"
+        assert engine.providers == ["CPUExecutionProvider"] and engine.device == "cpu"
+        assert engine.input_name == "clips" and engine.input_shape == ["batch", 3, 3, 64, 64]
+        assert engine.classes == CLASSES and engine.precision == "fp32" and engine.format == "onnx"
+        assert engine.preprocess["image_size"] == 64 and engine.preprocess["k"] == 3
+        assert engine.manifest["status"] == "passed"
+        x = _clips(5)  # ONNX takes any batch, beyond the parity batch too
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(engine.infer(x), ref, atol=1e-4, rtol=1e-4)
+        out = engine.infer(torch.from_numpy(x))
+        assert isinstance(out, torch.Tensor) and torch.allclose(out, torch.from_numpy(ref), atol=1e-4)
+
+
+def test_auto_picks_the_engine_of_the_format(exported):
+    with load_engine(exported.path("pt2")) as engine:
+        assert type(engine).__name__ == "TorchEngine" and engine.device == "cpu"
+    with pytest.raises(HacError, match=r"hac.onnx is a onnx artifact: it runs on the ort engine, not trt"):
+        load_engine(exported.path("onnx"), engine="trt")
+    with pytest.raises(HacError, match="unknown engine"):
+        load_engine(exported.path("onnx"), engine="tvm")
+    with pytest.raises(HacError, match="unknown device"):
+        load_engine(exported.path("onnx"), device="gpu0")
+
+
+def test_refuses_artifact_without_manifest(exported, tmp_path):
+    lone = tmp_path / "hac.onnx"
+    shutil.copy(exported.path("onnx"), lone)
+    with pytest.raises(HacError, match="no manifest hac.onnx.json"):
+        load_engine(lone)
+
+
+def test_refuses_modified_artifact(exported, tmp_path):
+    path = _copy(exported.path("onnx"), tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(HacError, match="does not match its manifest hac.onnx.json"):
+        load_engine(path)
+
+
+def test_refuses_manifest_of_another_artifact(exported, tmp_path):
+    path = _copy(exported.path("onnx"), tmp_path)
+    shutil.copy(manifest_path(exported.path("onnx", "fp16")), manifest_path(path))
+    with pytest.raises(HacError, match="does not match its manifest"):
+        load_engine(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(classes=["a", "b"]), "inconsistent input/output/classes/preprocess"),
+    (lambda m: m.update(status="failed", parity={**m["parity"], "failures": ["cosine_min 0.9 < 0.999"]}),
+     r"failed its parity check at export \(cosine_min 0.9 < 0.999\)"),
+    (lambda m: m.pop("source_sha256"), "lacks source_sha256"),
+    (lambda m: m.update(format="pt2"), "a pt2 manifest needs a .pt2 file"),
+])
+def test_refuses_bad_manifest(exported, tmp_path, edit, message):
+    path = _copy(exported.path("onnx"), tmp_path)
+    manifest = read_manifest(path)
+    edit(manifest)
+    manifest_path(path).write_text(json.dumps(manifest))
+    with pytest.raises(HacError, match=message):
+        load_engine(path)
+
+
+def test_refuses_bad_input(exported):
+    with load_engine(exported.path("pt2")) as engine:
+        with pytest.raises(HacError, match=r"input must be \(B, 3, 3, 64, 64\)"):
+            engine.infer(np.zeros((1, 5, 3, 64, 64), np.float32))
+        with pytest.raises(HacError, match="float32"):
+            engine.infer(np.zeros((1, 3, 3, 64, 64), np.float64))
+        with pytest.raises(HacError, match="batch 5 exceeds its maximum batch 4"):
+            engine.infer(_clips(5))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_requests_without_cuda_are_refused(exported):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(HacError, match=re.escape("pip install -e '.[gpu]'")):
+            load_engine(exported.path("onnx"), device="cuda")
+    with pytest.raises(HacError, match="torch sees no CUDA GPU"):
+        load_engine(exported.path("pt2"), device="cuda")
+
+
+def _engine_copied_from_a_gpu_machine(exported, tmp_path):
+    """An engine file with its manifest, as copied over from the machine that built it."""
+    path = tmp_path / "hac_b4_h100-80gb-hbm3_fp16.engine"
+    path.write_bytes(b"serialized TensorRT plan bytes")
+    manifest = read_manifest(exported.path("onnx"))
+    manifest.update(format="trt", precision="fp16",
+                    artifact={"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path)},
+                    builder={"tensorrt": "10.13.0", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"})
+    manifest_path(path).write_text(json.dumps(manifest))
+    return path
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_trt_engine_without_tensorrt_or_cuda_is_one_line(exported, tmp_path):
+    path = _engine_copied_from_a_gpu_machine(exported, tmp_path)
+    with pytest.raises(HacError) as err:
+        load_engine(path)
+    msg = str(err.value)
+    assert "\n" not in msg and "CUDA GPU" in msg and "pip install -e '.[gpu]'" in msg
+    with pytest.raises(HacError, match="run on a CUDA GPU, not on the CPU"):
+        load_engine(path, device="cpu")
+
+
+def test_engines_import_no_backend():
+    code = ("import sys, hac_runtime.engines, hac_runtime.engines.base; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'hac_train') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ---- GPU: run wherever a CUDA GPU (and TensorRT, where named) exist -------------------------------------------
+
+def _require_tensorrt():
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pytest.skip("tensorrt is not installed (pip install -e '.[gpu]')")
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_trt_engines_build_match_and_take_cuda_tensors(ckpt, tmp_path):
+    _require_tensorrt()
+    import tensorrt
+
+    report = export(ckpt, formats="trt", fp16=True, batch="1:2:4", out=tmp_path, verbose=False)
+    path = report.path("trt", "fp16")
+    assert re.fullmatch(r"hac_b4_[a-z0-9-]+_fp16\.engine", path.name)
+    m = read_manifest(path)
+    assert m["builder"]["tensorrt"] == tensorrt.__version__
+    assert m["builder"]["gpu"] == torch.cuda.get_device_name(0) and m["builder"]["compute_capability"]
+    assert m["parity"]["passed"] and m["parity"]["cosine_min"] >= 0.999
+    model, _ = load_checkpoint(ckpt)
+    with load_engine(path) as engine:
+        assert engine.device == "cuda:0"
+        for b in (1, 3, 4):
+            x = _clips(b, b)
+            with torch.no_grad():
+                ref = model(torch.from_numpy(x)).numpy()
+            out = engine.infer(x)
+            cos = (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
+            assert cos.min() >= 0.999
+            got = engine.infer(torch.from_numpy(x).cuda())
+            assert got.is_cuda and torch.allclose(got.cpu(), torch.from_numpy(out), atol=1e-3)
+    m["builder"]["gpu"] = "Another GPU"
+    manifest_path(path).write_text(json.dumps(m))
+    with pytest.raises(HacError, match="rebuild it here with hac-export --format trt"):
+        load_engine(path)
+
+
+@pytest.mark.gpu
+def test_ort_cuda_io_binding(exported, ckpt):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-gpu is not installed (pip install -e '.[gpu]')")
+    model, _ = load_checkpoint(ckpt)
+    x = _clips(3)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    with load_engine(exported.path("onnx"), device="cuda") as engine:
+        assert engine.providers[0] == "CUDAExecutionProvider"
+        out = engine.infer(torch.from_numpy(x).cuda())
+        assert out.is_cuda and torch.allclose(out.cpu(), ref, atol=1e-3, rtol=1e-3)
