@@ -81,8 +81,8 @@ def warp_face(bgr: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
             rw, rh = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
             small = cv2.resize(roi, (rw, rh), interpolation=cv2.INTER_AREA)
             fx, fy = rw / (x1 - x0), rh / (y1 - y0)
-            # matrix ∘ (small → frame): small pixel (u, v) ↦ frame (x0 + u/fx, y0 + v/fy)
-            pre = np.array([[1 / fx, 0, x0], [0, 1 / fy, y0], [0, 0, 1]], np.float64)
+            # matrix ∘ (small → frame): small pixel centre (u, v) ↦ frame (x0 + (u + ½)/fx − ½, y0 + (v + ½)/fy − ½)
+            pre = np.array([[1 / fx, 0, x0 + 0.5 / fx - 0.5], [0, 1 / fy, y0 + 0.5 / fy - 0.5], [0, 0, 1]], np.float64)
             matrix, bgr = matrix @ pre, small
     return cv2.warpAffine(bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 

@@ -19,7 +19,7 @@ from hac_runtime.sampling import ClipSampler
 class BufferedFace:
     frame: int
     t: float
-    face: np.ndarray  # aligned, (S, S, 3) uint8 RGB
+    face: object  # aligned, (S, S, 3) uint8 RGB: NumPy, or a torch tensor on the GPU
     box: tuple
 
 
@@ -72,9 +72,11 @@ class SlidingWindow:
 
     def on_face(self, source: str, track: int, buf: TrackBuffer) -> ClipRequest | None:
         now = buf.items[-1].t
+        while buf.items[0].t <= now - self.window:  # older faces can never be in a window again
+            buf.items.popleft()
         if buf.last_emit_t is not None and now - buf.last_emit_t < self.stride:
             return None
-        items = [it for it in buf.items if it.t > now - self.window]
+        items = list(buf.items)
         if len(items) < self.min_frames:
             return None
         buf.last_emit_t = now

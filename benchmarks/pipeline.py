@@ -1,0 +1,95 @@
+"""End-to-end hac-run throughput on this machine: frames/s and a per-stage breakdown, 1 and 4 streams.
+
+The model is the built-in default (the paper's ResNet50 configuration at 224 px, k = 5) exported to
+INT8 ONNX (static QDQ, calibrated on hac-synth clips), like ``hac-bench``. The video is a real photo
+(tests/data/obama.jpg) moving on a 640×480 canvas, 25 fps. Clip policy: sliding window, 2 s window,
+1 s stride (a live stream), detection every 5 frames with landmark tracking in between.
+
+Run: ``.venv/bin/python benchmarks/pipeline.py [--frames 300] [--streams 1,4] [--precision int8]``
+Writes a Markdown table to stdout; benchmarks/pipeline.md records one run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def make_video(path: Path, frames: int) -> None:
+    from fixtures_video import photo, write_face_video
+
+    write_face_video(path, photo("obama.jpg"), n_frames=frames, fps=25.0, motion=("shift", "rotate", "scale"),
+                     max_angle=6.0)
+
+
+def artifact(work: Path, precision: str) -> Path:
+    from hac_export.api import export
+    from hac_export.bench.run import default_checkpoint, default_clips
+
+    name = {"fp32": "hac.onnx", "fp16": "hac.fp16.onnx", "int8": "hac.int8.onnx"}[precision]
+    if not (work / name).exists():
+        ckpt = default_checkpoint(work)
+        calib = default_clips(work, 224)
+        export(ckpt, formats="onnx", int8=precision == "int8", fp16=precision == "fp16", calib=calib,
+               batch="1:8:8", out=work, verbose=False)
+    return work / name
+
+
+def run(model: Path, videos: list[Path], detect_every: int) -> dict:
+    from hac_runtime.pipeline import Pipeline
+
+    with Pipeline(model, policy="window", window=2.0, stride=1.0, detect_every=detect_every) as pipe:
+        t0 = time.perf_counter()
+        n = sum(1 for _ in pipe.run(videos))
+        wall = time.perf_counter() - t0
+        frames = sum(r.frames for r in pipe.reports)
+        stages: dict[str, float] = {}
+        for r in pipe.reports:
+            for k, v in r.seconds.items():
+                stages[k] = stages.get(k, 0.0) + v
+        for k, v in pipe.seconds.items():
+            stages[k] = stages.get(k, 0.0) + v
+        return {"frames": frames, "results": n, "wall": wall, "fps": frames / wall, "stages": stages,
+                "batches": pipe.batches}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--streams", default="1,4")
+    ap.add_argument("--precision", default="int8", choices=["fp32", "fp16", "int8"])
+    ap.add_argument("--detect-every", type=int, default=5)
+    ap.add_argument("--work", default=os.environ.get("HAC_BENCH_DIR", str(Path(tempfile.gettempdir()) / "hac-bench")))
+    a = ap.parse_args()
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model = artifact(work, a.precision)
+    video = work / f"obama_{a.frames}.mp4"
+    if not video.exists():
+        make_video(video, a.frames)
+    import onnxruntime
+    import platform
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; onnxruntime {onnxruntime.__version__}; "
+          f"{time.strftime('%Y-%m-%d')}; model {model.name}; video 640×480, {a.frames} frames; "
+          f"detect every {a.detect_every}\n")
+    print("| streams | frames | wall s | frames/s (all streams) | clips | decode | detect | landmarks | track | align | preprocess | infer |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in [int(x) for x in a.streams.split(",")]:
+        r = run(model, [video] * s, a.detect_every)
+        per = {k: 1e3 * v / r["frames"] for k, v in r["stages"].items()}
+        cols = " | ".join(f"{per.get(k, 0.0):.1f}" for k in
+                          ("decode", "detect", "landmarks", "track", "align", "preprocess", "infer"))
+        print(f"| {s} | {r['frames']} | {r['wall']:.1f} | **{r['fps']:.1f}** | {r['results']} | {cols} |")
+    print("\nStage columns: busy milliseconds per frame, summed over threads (stages overlap across threads, "
+          "so they can add up to more than wall time per frame).")
+
+
+if __name__ == "__main__":
+    main()

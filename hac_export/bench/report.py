@@ -1,0 +1,84 @@
+"""The bench document as a table (rich), JSON (CONTRACTS.md "Bench JSON") and a latency-vs-batch plot."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hac_runtime.atomic import atomic_path
+from hac_runtime.atomic import write_json as _write_json
+
+
+def _f(v, fmt):
+    return "—" if v is None else format(v, fmt)
+
+
+def print_table(doc: dict, console=None) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
+    m = doc["machine"]
+    title = (f"hac-bench · {m['gpu'] or m['cpu']} · {doc['model']['config']['backbone']} k={doc['model']['k']} "
+             f"{doc['model']['image_size']}px · {doc['model']['gflops_per_clip']} GFLOP/clip")
+    table = Table(title=title, caption=f"speedup vs {doc['baseline']}; peak {doc['peak']['peak_gflops']} GFLOP/s "
+                                       f"({doc['peak']['how']})")
+    gpu = any("device_p50_ms" in r for r in doc["results"])
+    cols = ["engine", "format", "prec", "batch", "status", "MB", "p50 ms", "p90 ms", "p99 ms"]
+    cols += ["device ms"] if gpu else []
+    cols += ["clips/s", "frames/s", "speedup", "% peak", "max abs", "top-1"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("engine", "format", "prec", "status") else "right")
+    for r in doc["results"]:
+        p = r.get("parity") or {}
+        status = r["status"] if r["status"] == "ok" else f"[yellow]{r['status']}[/]"
+        row = [r["engine"], r["format"], r["precision"], str(r["batch"]), status, _f(r["size_mb"], ".1f"),
+               _f(r["p50_ms"], ".1f"), _f(r["p90_ms"], ".1f"), _f(r["p99_ms"], ".1f")]
+        row += [_f(r.get("device_p50_ms"), ".2f")] if gpu else []
+        row += [_f(r["clips_per_s"], ".1f"), _f(r["frames_per_s"], ".0f"),
+                "—" if r["speedup_vs_eager"] is None else f"{r['speedup_vs_eager']:.2f}×",
+                "—" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.0f}%",
+                _f(p.get("max_abs"), ".1e"), _f(p.get("top1_agree"), ".3f")]
+        table.add_row(*row)
+    console.print(table)
+    for r in doc["results"]:
+        if r["status"] != "ok" and r.get("reason") and r["batch"] == doc["results"][0]["batch"]:
+            console.print(f"  {r['engine']}/{r['format']}/{r['precision']}: {r['status']}: {r['reason']}")
+    for note in doc.get("notes", []):
+        console.print(f"[bold]note:[/] {note}")
+
+
+def write_json(path, doc: dict) -> Path:
+    path = Path(path)
+    _write_json(path, doc)
+    return path
+
+
+def write_plot(path, doc: dict) -> Path:
+    """p50 latency per clip against batch size, one line per engine/precision (log–log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list] = {}
+    for r in doc["results"]:
+        if r["p50_ms"] is not None:
+            series.setdefault(f"{r['engine']} {r['format']} {r['precision']}", []).append((r["batch"], r["p50_ms"] / r["batch"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([b for b, _ in pts], [ms for _, ms in pts], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch (clips)")
+    ax.set_ylabel("p50 latency per clip (ms)")
+    ax.set_title(f"hac-bench: {doc['machine']['gpu'] or doc['machine']['cpu']}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,388 @@
+"""``hac-bench``'s one function: export every engine × precision, check parity, time them against eager PyTorch.
+
+Per batch size, all candidates (eager included) are timed interleaved in one
+process (``timing.measure_interleaved``) after a timed warm-up; speedups are
+ratios from that same run. Without a checkpoint a built-in default model is
+used (the paper's configuration: ResNet50, k = 5, 224 px, hybrid attention,
+GRU 128, seeded, untrained) and, without ``--calib``, inputs are ``hac-synth``
+clips run through ``hac-prepare``.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hac_export.bench.flops import clip_flops
+from hac_export.bench.timing import measure_interleaved, percentiles_ms, warm_up
+from hac_runtime import __version__
+from hac_runtime.errors import HacError, HacFailure
+
+ENGINE_CHOICES = ("trt", "ort", "torch")
+#: engine → [(export format, precision)] it is benchmarked in
+CANDIDATES = {
+    "ort": [("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8")],
+    "torch": [("pt2", "fp32"), ("aoti", "fp32")],
+    "trt": [("trt", "fp32"), ("trt", "fp16"), ("trt", "int8")],
+}
+UNTRAINED_NOTE = ("parity of an untrained model says little (its logits are nearly flat, so top-1 flips easily and INT8 "
+                  "especially looks worse than it is): judge INT8 on a trained checkpoint with real --calib clips")
+
+
+@dataclass
+class Candidate:
+    engine: str
+    fmt: str
+    precision: str
+    status: str = "ok"
+    reason: str = ""
+    path: Path | None = None
+    parity: dict = field(default_factory=dict)
+    runner: object = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine}/{self.fmt}" if self.fmt not in ("onnx", "trt") else self.engine
+
+
+def parse_engines(text) -> list[str]:
+    names = [t.strip().lower() for t in str(text).split(",") if t.strip()]
+    if not names:
+        raise HacError("--engine: give trt, ort, torch or all")
+    if "all" in names:
+        return list(ENGINE_CHOICES)
+    bad = [n for n in names if n not in ENGINE_CHOICES]
+    if bad:
+        raise HacError(f"--engine: unknown engine {bad[0]!r}; choose from trt, ort, torch, all")
+    return [e for e in ENGINE_CHOICES if e in names]
+
+
+def parse_batches(text) -> list[int]:
+    try:
+        batches = sorted({int(t) for t in str(text).split(",") if t.strip()})
+    except ValueError:
+        raise HacError(f"--batch {text!r}: expected comma-separated positive integers, e.g. 1,8") from None
+    if not batches or batches[0] < 1:
+        raise HacError(f"--batch {text!r}: expected comma-separated positive integers, e.g. 1,8")
+    return batches
+
+
+def machine_facts() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    versions = {"hac": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
+    try:
+        import tensorrt
+
+        versions["tensorrt"] = tensorrt.__version__
+    except Exception:  # noqa: BLE001 - absent is a fact, not an error
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "versions": versions,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def default_checkpoint(folder: Path) -> Path:
+    """The built-in default: the paper's configuration, seeded, untrained, classes of ``hac-synth``."""
+    import torch
+
+    from hac_train.checkpoint import default_preprocess, read_checkpoint, save_checkpoint
+    from hac_train.model import HACConfig, HACNet
+    from hac_train.synth import EXPRESSIONS
+
+    path = folder / "hac_default_resnet50.pt"
+    if path.exists():
+        try:
+            read_checkpoint(path)
+            return path
+        except HacError:
+            path.unlink()
+    torch.manual_seed(0)
+    model = HACNet(HACConfig(backbone="resnet50", num_classes=len(EXPRESSIONS), k=5))
+    save_checkpoint(path, model, EXPRESSIONS, default_preprocess(224, k=5),
+                    train={"recipe": "none (built-in default, untrained)", "epoch": 0, "seed": 0})
+    return path
+
+
+def default_clips(folder: Path, image_size: int, clips: int = 16, log=print) -> Path:
+    """``hac-synth`` clips (real photos warped into expressions) prepared by ``hac-prepare``: real aligned faces."""
+    from hac_runtime.prepare import prepare
+    from hac_train.synth import synthesize
+
+    aligned = folder / f"synth-aligned-{image_size}"
+    if aligned.is_dir() and any(aligned.rglob("*.png")):
+        return aligned
+    raw = folder / "synth"
+    log(f"hac-bench: making {clips} synthetic clips for calibration and parity ({raw})")
+    summary = synthesize(raw, clips=clips, seed=0, progress=False)
+    videos = sorted(p for p in raw.rglob("*.mp4"))
+    # keep the class in the clip folder name so INT8 accuracy can be reported per label
+    prepare(videos, aligned, size=image_size, progress=False)
+    del summary
+    return aligned
+
+
+def _export(candidates: list[Candidate], ckpt: Path, calib: Path, batch_max: int, out: Path, log) -> None:
+    """Export each candidate (grouped by format so fp16/int8 reuse the FP32 ONNX); fill status, path, parity."""
+    from hac_export.api import export
+
+    by_format: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        if c.status == "ok":
+            by_format.setdefault(c.fmt, []).append(c)
+    for fmt, group in by_format.items():
+        precisions = {c.precision for c in group}
+        log(f"hac-bench: exporting {fmt} ({', '.join(sorted(precisions))})")
+        try:
+            report = export(ckpt, formats=fmt, fp16="fp16" in precisions, int8="int8" in precisions,
+                            calib=calib, batch=f"1:{batch_max}:{batch_max}", out=out, verbose=False)
+            artifacts = report.artifacts
+        except HacFailure as e:
+            report = getattr(e, "report", None)
+            if report is None:
+                for c in group:
+                    c.status, c.reason = "export failed", str(e)
+                continue
+            artifacts = report.artifacts
+        except HacError as e:
+            for c in group:
+                c.status, c.reason = ("unavailable" if fmt == "trt" else "export failed"), str(e)
+            continue
+        except Exception as e:  # noqa: BLE001 - one format's crash must not end the benchmark
+            for c in group:
+                c.status, c.reason = "export failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            continue
+        for c in group:
+            made = [a for a in artifacts if a["format"] == fmt and a["precision"] == c.precision]
+            if not made:
+                if c.precision != "fp32" or fmt in ("onnx", "trt"):
+                    c.status, c.reason = "export failed", f"no {c.precision} artifact"
+                continue
+            a = made[0]
+            c.path, c.parity = Path(a["path"]), a["parity"]
+            if a["status"] != "passed":
+                c.status, c.reason = "parity failed", "; ".join(a["parity"].get("failures", []))
+
+
+def _availability(candidates: list[Candidate]) -> None:
+    """Mark what this machine cannot run, with the reason (TensorRT needs CUDA and the tensorrt package)."""
+    import torch
+
+    for c in candidates:
+        if c.engine != "trt":
+            continue
+        if not torch.cuda.is_available():
+            c.status, c.reason = "unavailable", "no CUDA GPU on this machine"
+            continue
+        try:
+            import tensorrt  # noqa: F401
+        except Exception:  # noqa: BLE001
+            c.status, c.reason = "unavailable", "TensorRT is not installed (pip install -e '.[gpu]')"
+
+
+def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_path=None, plot=None, out=None,
+              seconds: float = 5.0, warmup: float = 2.0, log=None, verbose: bool = True) -> dict:
+    """Benchmark engines against eager PyTorch; returns the bench document (CONTRACTS.md "Bench JSON")."""
+    import torch
+
+    from hac_export.bench.peak import measure_cpu_peak, measure_gpu_peak
+    from hac_export.bench.report import print_table, write_json, write_plot
+    from hac_runtime.clips import load_aligned_clip  # noqa: F401 - the input path everything shares
+    from hac_runtime.engines import load_engine
+    from hac_train.checkpoint import load_checkpoint
+
+    log = log or (lambda msg: print(msg, flush=True))
+    engines = parse_engines(engines)
+    batches = parse_batches(batches)
+    if checkpoint is not None:
+        load_checkpoint(checkpoint)  # a bad checkpoint is refused before any work
+    if calib is not None:
+        from hac_export.int8 import find_clips
+
+        find_clips(calib)  # so is calibration data without faces
+    out = Path(out) if out else Path("hac-bench")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HacError(f"{out}: cannot create the work folder ({e.strerror})") from None
+    machine = machine_facts()
+    on_gpu = machine["gpu"] is not None
+    ckpt_path = Path(checkpoint) if checkpoint else default_checkpoint(out)
+    model, ckpt = load_checkpoint(ckpt_path)
+    pre = ckpt["preprocess"]
+    k, size = pre["k"], pre["image_size"]
+    trained = bool(ckpt.get("train", {}).get("epoch"))
+    if calib is None:
+        calib = default_clips(out, size, log=log)
+        inputs = "hac-synth clips (synthetic expressions from real photos), aligned by hac-prepare"
+    else:
+        calib = Path(calib)
+        inputs = f"real clips from {calib}"
+
+    from hac_export.int8 import load_clips
+
+    clipset = load_clips(calib, pre, ckpt["classes"])
+    x = clipset.x
+    candidates = [Candidate(e, f, p) for e in engines for f, p in CANDIDATES[e]]
+    _availability(candidates)
+    _export(candidates, ckpt_path, calib, max(batches), out, log)
+
+    log(f"hac-bench: measuring peak and FLOPs on {machine['gpu'] or machine['cpu']}")
+    peak = measure_gpu_peak() if on_gpu else measure_cpu_peak()
+    flops = clip_flops(model, k, size)
+
+    # The eager baseline: the best plain PyTorch a user would run.
+    device = torch.device("cuda" if on_gpu else "cpu")
+    eager_model = model.to(device)
+    eager_layout = _pick_eager_layout(eager_model, x[:1], device, warmup)
+    eager_desc = f"eager PyTorch FP32, inference_mode, {eager_layout}" + (", CUDA" if on_gpu else ", CPU")
+
+    runnable = [c for c in candidates if c.status in ("ok", "parity failed") and c.path is not None]
+    for c in runnable:
+        try:
+            dev = "cuda" if (on_gpu and c.engine in ("trt", "torch")) else ("cuda" if on_gpu and c.engine == "ort" else "cpu")
+            c.runner = load_engine(c.path, c.engine, dev, manifest=_manifest(c.path))
+        except HacError as e:
+            c.status, c.reason = "unavailable", str(e)
+    runnable = [c for c in runnable if c.runner is not None]
+
+    rows = []
+    for b in batches:
+        xb = np.ascontiguousarray(x[np.arange(b) % len(x)])
+        tb = torch.from_numpy(xb).to(device)
+
+        def eager_fn(tb=tb):
+            with torch.inference_mode():
+                y = eager_model(tb)
+            if on_gpu:
+                torch.cuda.synchronize()
+            return y
+
+        fns = {"eager": eager_fn}
+        for c in runnable:
+            fns[c.label + "/" + c.precision] = (lambda r=c.runner, xb=xb: r.infer(xb))
+        log(f"hac-bench: batch {b}: warming up {len(fns)} runners ({warmup:.0f} s each)")
+        for f in fns.values():
+            warm_up(f, warmup)
+        log(f"hac-bench: batch {b}: timing, interleaved (≥ {seconds:.0f} s)")
+        times = measure_interleaved(fns, min_rounds=10, min_seconds=seconds)
+        device_ms = _device_times(runnable, eager_fn, tb, seconds) if on_gpu else {}
+        eager_p50 = percentiles_ms(times["eager"])["p50_ms"]
+        rows.append(_row("torch", "eager", "fp32", b, "ok", "", _size_mb(None), times["eager"], eager_p50,
+                         {"max_abs": 0.0, "top1_agree": 1.0}, flops, k, peak, device_ms.get("eager")))
+        for c in candidates:
+            key = c.label + "/" + c.precision
+            parity = {"max_abs": c.parity.get("max_abs"), "top1_agree": c.parity.get("top1_agree")} if c.parity else None
+            if key in times:
+                rows.append(_row(c.engine, c.fmt, c.precision, b, c.status, c.reason, _size_mb(c.path), times[key],
+                                 eager_p50, parity, flops, k, peak, device_ms.get(key)))
+            else:
+                rows.append({"engine": c.engine, "format": c.fmt, "precision": c.precision, "batch": b,
+                             "status": c.status, "reason": c.reason, "size_mb": _size_mb(c.path),
+                             "p50_ms": None, "p90_ms": None, "p99_ms": None, "clips_per_s": None, "frames_per_s": None,
+                             "speedup_vs_eager": None, "peak_fraction": None, "parity": parity})
+    for c in runnable:
+        c.runner.close()
+
+    notes = []
+    if not trained:
+        notes.append(UNTRAINED_NOTE)
+    doc = {"machine": machine, "model": {"checkpoint": str(ckpt_path), "config": ckpt["model"], "trained": trained,
+                                         "gflops_per_clip": round(flops / 1e9, 2), "k": k, "image_size": size},
+           "baseline": eager_desc, "peak": peak, "inputs": inputs, "notes": notes, "results": rows}
+    if verbose:
+        print_table(doc)
+    if json_path:
+        write_json(json_path, doc)
+    if plot:
+        write_plot(plot, doc)
+    return doc
+
+
+def _manifest(path: Path) -> dict:
+    from hac_runtime.engines.base import read_manifest
+
+    return read_manifest(path)
+
+
+def _pick_eager_layout(model, x1: np.ndarray, device, warmup: float) -> str:
+    """Contiguous or channels-last, whichever is faster here (short interleaved probe); the model is left so."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(x1)).to(device)
+
+    def run():
+        with torch.inference_mode():
+            model(t)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def as_layout(fmt):
+        model.to(memory_format=fmt)
+        warm_up(run, warmup / 2)
+
+    best, best_t = "contiguous", float("inf")
+    for name, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        as_layout(fmt)
+        secs = measure_interleaved({"m": run}, min_rounds=3, min_seconds=warmup / 2)["m"]
+        if float(np.median(secs)) < best_t:
+            best, best_t = name, float(np.median(secs))
+    model.to(memory_format=torch.channels_last if best == "channels_last" else torch.contiguous_format)
+    return best
+
+
+def _size_mb(path) -> float | None:
+    if path is None:
+        return None
+    p = Path(path)
+    return round(p.stat().st_size / 1e6, 1) if p.is_file() else None
+
+
+def _device_times(runnable, eager_fn, tb, seconds: float) -> dict:
+    """GPU: p50 device time (CUDA events, input already on the GPU), like trtexec's GPU Compute Time."""
+    import torch
+
+    def event_timer(fn) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+
+    fns = {"eager": eager_fn}
+    for c in runnable:
+        if c.runner.device.startswith("cuda"):
+            fns[c.label + "/" + c.precision] = (lambda r=c.runner: r.infer(tb))
+    times = measure_interleaved(fns, min_rounds=10, min_seconds=seconds / 2, timer=event_timer)
+    return {name: percentiles_ms(v)["p50_ms"] for name, v in times.items()}
+
+
+def _row(engine, fmt, precision, batch, status, reason, size_mb, secs, eager_p50, parity, flops, k, peak,
+         device_p50=None) -> dict:
+    pct = percentiles_ms(secs)
+    clips_per_s = batch / (pct["p50_ms"] / 1e3)
+    achieved = flops * clips_per_s / 1e9
+    return {"engine": engine, "format": fmt, "precision": precision, "batch": batch, "status": status,
+            "reason": reason, "size_mb": size_mb, **{k_: round(v, 2) for k_, v in pct.items()},
+            "clips_per_s": round(clips_per_s, 2), "frames_per_s": round(clips_per_s * k, 1),
+            "speedup_vs_eager": round(eager_p50 / pct["p50_ms"], 2),
+            "peak_fraction": round(achieved / peak["peak_gflops"], 3) if peak.get("peak_gflops") else None,
+            "gflops": round(achieved, 1), "iterations": int(len(secs)), "parity": parity,
+            **({"device_p50_ms": round(device_p50, 2)} if device_p50 is not None else {})}

@@ -1,0 +1,77 @@
+"""Console scripts of hac_runtime: argument parsing only; each command calls one library function."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from hac_runtime.errors import click_main
+from hac_runtime.faces.align import ALIGNERS
+from hac_runtime.faces.detectors import DEFAULT_DETECTOR, DETECTORS
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--detector", type=click.Choice(DETECTORS), default=DEFAULT_DETECTOR, show_default=True,
+              help="Face detector.")
+@click.option("--aligner", type=click.Choice(ALIGNERS), default="sequence", show_default=True,
+              help="sequence: the paper's (to the clip's first frame); template: each frame to a canonical face.")
+@click.option("--size", type=click.IntRange(16, 4096), default=224, show_default=True,
+              help="Aligned face side, pixels.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Processes [default: one per idle core, when the clips have frames enough to pay].")
+@click.option("--detect-every", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Run the detector every N frames, track landmarks in between.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def prepare_cmd(inputs, out, detector, aligner, size, workers, detect_every, quiet):
+    """Faces from videos, frame folders or images: detect, 68 landmarks, align (§4.2).
+
+    Writes OUT/<clip>/NNNNN.png (NNNNN = source frame index) and OUT/faces.jsonl.
+    Resumable: clips already done are skipped.
+    """
+    from hac_runtime.prepare import prepare
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our own line says what broke; no FFmpeg chatter
+    summary = prepare(list(inputs), out, detector=detector, aligner=aligner, size=size, workers=workers,
+                      progress=not quiet, detect_every=detect_every)
+    click.echo(summary.render(warnings=quiet))  # not quiet: the warnings were shown as they came
+
+
+prepare_main = click_main(prepare_cmd, "hac-prepare")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--model", "-m", required=True, type=click.Path(), help="Exported artifact (hac.onnx, *.engine, *.pt2) with its .json manifest.")
+@click.option("--engine", type=click.Choice(["auto", "trt", "ort", "torch"]), default="auto", show_default=True,
+              help="Engine; auto: the one that runs the artifact's format.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="JSON lines file [default: stdout].")
+@click.option("--video-out", type=click.Path(dir_okay=False), default=None,
+              help="Annotated video (.mp4/.avi); one per source when several.")
+@click.option("--policy", type=click.Choice(["track", "window"]), default=None,
+              help="track: one decision per face track (files); window: sliding window (live) [default: by source].")
+@click.option("--window", type=click.FloatRange(0.1, 600), default=2.0, show_default=True, help="Window, seconds.")
+@click.option("--stride", type=click.FloatRange(0.05, 600), default=1.0, show_default=True, help="Stride, seconds.")
+@click.option("--detect-every", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Run the detector every N frames, track landmarks in between.")
+@click.option("--detector", type=click.Choice(DETECTORS), default=DEFAULT_DETECTOR, show_default=True)
+@click.option("--max-batch", type=click.IntRange(1, 1024), default=8, show_default=True, help="Clips per engine call.")
+def run_cmd(sources, model, engine, device, out, video_out, policy, window, stride, detect_every, detector, max_batch):
+    """Classify facial expressions per face track in videos, frame folders, images, cameras (0, 1…) or URLs.
+
+    Writes one JSON line per classified clip (CONTRACTS.md "Results line").
+    A source that fails is reported on stderr and the others go on.
+    """
+    from hac_runtime.pipeline.run import run_sources
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    summary = run_sources(list(sources), model, engine=engine, device=device, out=out, video_out=video_out,
+                          policy=policy, detect_every=detect_every, detector=detector, window=window,
+                          stride=stride, max_batch=max_batch)
+    click.echo(f"hac-run: {summary.results} result(s) from {summary.sources_ok} source(s)"
+               + (f", {summary.sources_failed} failed" if summary.sources_failed else ""), err=True)
+
+
+run_main = click_main(run_cmd, "hac-run")

@@ -1,0 +1,87 @@
+"""Results out: JSON lines (CONTRACTS.md "Results line") and annotated video."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hac_runtime.errors import HacError
+
+
+class JsonLinesWriter:
+    """One JSON object per line, flushed per line so an interrupted run keeps every result written so far."""
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path else None
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(self.path, "w")
+            except OSError as e:
+                raise HacError(f"{self.path}: cannot write results ({e.strerror})") from None
+        else:
+            self._f = sys.stdout
+
+    def write(self, result: dict) -> None:
+        self._f.write(json.dumps(result) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not sys.stdout:
+            self._f.close()
+
+
+def _label_at(results: list[dict], track: int, frame: int) -> dict | None:
+    """The result covering ``frame`` of ``track`` (the latest window that started before it)."""
+    best = None
+    for r in results:
+        if r["track"] == track and r["frame_start"] <= frame and (best is None or r["frame_start"] >= best["frame_start"]):
+            best = r
+    return best
+
+
+def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: float | None = None) -> Path:
+    """Re-decode ``source`` and draw box, track id, label and probability bars per face; MJPG/mp4v by suffix."""
+    import cv2
+
+    from hac_runtime.atomic import atomic_path
+    from hac_runtime.media import open_source
+
+    out_path = Path(out_path)
+    fourcc = {".avi": "MJPG", ".mp4": "mp4v", ".mov": "mp4v", ".mkv": "MJPG"}.get(out_path.suffix.lower())
+    if fourcc is None:
+        raise HacError(f"{out_path}: annotated video must be .mp4, .avi, .mov or .mkv")
+    src = open_source(source)
+    fps = src.fps or fps or 25.0
+    writer = None
+    with atomic_path(out_path) as tmp:
+        tmp_video = tmp.with_suffix(out_path.suffix)
+        try:
+            for index, bgr in src:
+                frame = np.ascontiguousarray(bgr)
+                if writer is None:
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+                    if not writer.isOpened():
+                        raise HacError(f"{out_path}: OpenCV cannot write {fourcc} video")
+                for track, (x, y, bw, bh) in boxes.get(index, []):
+                    r = _label_at(results, track, index)
+                    cv2.rectangle(frame, (x, y), (x + bw, y + bh), (0, 200, 255), 2)
+                    text = f"#{track}" + (f" {r['label']} {r['score']:.2f}" if r else "")
+                    cv2.putText(frame, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 255), 1, cv2.LINE_AA)
+                    if r:
+                        for i, (c, p) in enumerate(r["probs"].items()):
+                            yy = y + bh + 12 + 11 * i
+                            cv2.rectangle(frame, (x, yy - 8), (x + int(60 * p), yy), (0, 200, 255), -1)
+                            cv2.putText(frame, c[:9], (x + 64, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+                writer.write(frame)
+        finally:
+            if writer is not None:
+                writer.release()
+            src.close()
+        if writer is None:
+            raise HacError(f"{source}: no frame to annotate")
+        tmp_video.replace(tmp)
+    return out_path

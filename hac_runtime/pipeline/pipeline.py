@@ -1,0 +1,298 @@
+"""The streaming pipeline: sources → faces → per-track clips → dynamic batches → engine → results.
+
+Threads: one decoder and one face worker per source (bounded queues between
+them give back-pressure), one inference thread batching clips across all
+tracks and sources. A source that cannot be opened or breaks mid-stream is
+reported through ``on_error`` and the others go on.
+
+Embedding it::
+
+    from hac_runtime.pipeline import Pipeline
+    with Pipeline("hac.int8.onnx") as pipe:
+        for result in pipe.run(["cam.mp4", "rtsp://..."]):
+            print(result["source"], result["track"], result["label"], result["score"])
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from hac_runtime.clips import normalize
+from hac_runtime.errors import HacError
+from hac_runtime.pipeline.batcher import DynamicBatcher
+from hac_runtime.pipeline.policy import BufferedFace, ClipRequest, PerTrack, SlidingWindow
+
+POLICIES = ("track", "window")
+_DONE = object()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _prefetch(iterable, size: int, stop: threading.Event, seconds: dict | None = None):
+    """Run ``iterable`` in a thread, ``size`` items ahead (decode overlaps face work); its time goes to ``seconds["decode"]``."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    error: list[BaseException] = []
+
+    def timed():
+        it = iter(iterable)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            if seconds is not None:
+                seconds["decode"] += time.perf_counter() - t0
+            yield item
+
+    def pump():
+        try:
+            for item in timed():
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            error.append(e)
+        finally:
+            q.put(_DONE)
+
+    threading.Thread(target=pump, daemon=True, name="hac-decode").start()
+    while True:
+        item = q.get()
+        if item is _DONE:
+            if error:
+                raise error[0]
+            return
+        yield item
+
+
+def _print_error(name: str, msg: str) -> None:
+    print(f"hac-run: {msg if name in msg else f'{name}: {msg}'}", file=sys.stderr)
+
+
+@dataclass
+class SourceReport:
+    name: str
+    frames: int = 0
+    faces: int = 0
+    clips: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    boxes: dict = field(default_factory=dict)  # frame → [(track, box)], kept only for annotated video
+    seconds: dict = field(default_factory=lambda: defaultdict(float))  # busy time per stage
+
+
+class Pipeline:
+    """Classify facial expressions per face track in any number of video sources with one engine."""
+
+    def __init__(self, model, engine: str = "auto", device: str = "auto", detector: str | None = None,
+                 detect_every: int = 5, policy: str = "track", window: float = 2.0, stride: float = 1.0,
+                 max_batch: int = 8, max_wait: float = 0.02, fps: float = 25.0,
+                 on_error: Callable[[str, str], None] | None = None, keep_boxes: bool = False,
+                 gpu_preprocess: bool | None = None):
+        from hac_runtime.engines import load_engine
+
+        if policy not in POLICIES:
+            raise HacError(f"unknown clip policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        self.engine = model if hasattr(model, "infer") else load_engine(model, engine=engine, device=device)
+        pre = self.engine.preprocess
+        self.k, self.size = int(pre["k"]), int(pre["image_size"])
+        self.mean, self.std = pre["mean"], pre["std"]
+        self.aligner = pre.get("aligner", "sequence")
+        self.classes = self.engine.classes
+        self.detector = detector
+        self.detect_every = detect_every
+        self.policy_name, self.window, self.stride = policy, window, stride
+        self.max_batch = min(max_batch, self.engine.max_batch or max_batch)
+        self.max_wait = max_wait
+        self.fps = fps
+        self.on_error = on_error or _print_error
+        self.keep_boxes = keep_boxes
+        # On a GPU engine, warp and normalise on the GPU and hand the engine device tensors (no host round trip).
+        on_gpu = str(getattr(self.engine, "device", "cpu")).startswith("cuda")
+        self.gpu_preprocess = on_gpu if gpu_preprocess is None else gpu_preprocess
+        self.reports: list[SourceReport] = []
+        self.seconds: dict[str, float] = defaultdict(float)  # inference-side busy time: preprocess, infer
+        self.batches: list[int] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def _policy(self):
+        if self.policy_name == "window":
+            return SlidingWindow(self.k, window=self.window, stride=self.stride)
+        return PerTrack(self.k)
+
+    def _make_stage(self):
+        from hac_runtime.faces import DEFAULT_DETECTOR, FaceProcessor
+        from hac_runtime.pipeline.faces import MultiFaceStage
+
+        processor = FaceProcessor(detector=self.detector or DEFAULT_DETECTOR, aligner=self.aligner, size=self.size)
+        warper = None
+        if self.gpu_preprocess:
+            from hac_runtime.pipeline.gpu import TorchFaceWarper
+
+            warper = TorchFaceWarper(self.size, self.engine.device if str(self.engine.device).startswith("cuda") else "cpu")
+        return MultiFaceStage(processor, self.aligner, self.size, self.detect_every, warper=warper)
+
+    def _source_worker(self, source, report: SourceReport, requests: queue.Queue, stop: threading.Event) -> None:
+        from hac_runtime.media import open_source
+
+        try:
+            src = open_source(source)
+            fps = src.fps or self.fps
+            stage = self._make_stage()
+            policy = self._policy()
+            buffers: dict[int, object] = {}
+
+            def emit(req: ClipRequest | None):
+                if req is not None:
+                    report.clips += 1
+                    requests.put(req)  # blocks when inference is behind: back-pressure
+
+            def close(tracks):
+                for t in tracks:
+                    buf = buffers.pop(t.id, None)
+                    if buf is not None:
+                        emit(policy.on_close(report.name, t.id, buf))
+
+            try:
+                report.seconds = stage.seconds
+                for index, bgr in _prefetch(src, 4, stop, stage.seconds):
+                    if stop.is_set():
+                        break
+                    report.frames += 1
+                    faces, closed = stage.step(index, bgr)
+                    close(closed)
+                    if self.keep_boxes and faces:
+                        report.boxes[index] = [(f.track, f.box) for f in faces]
+                    t = index / fps
+                    for f in faces:
+                        report.faces += 1
+                        buf = buffers.get(f.track)
+                        if buf is None:
+                            buf = buffers[f.track] = policy.new_buffer()
+                        buf.append(BufferedFace(index, t, f.aligned_rgb, f.box))
+                        emit(policy.on_face(report.name, f.track, buf))
+            finally:
+                src.close()
+            close(stage.finish())
+            report.warnings.extend(getattr(src, "warnings", []))
+            for w in report.warnings:
+                self.on_error(report.name, w)
+            if report.frames == 0:
+                raise HacError("no frame could be decoded")
+        except HacError as e:
+            report.error = str(e)
+            self.on_error(report.name, report.error)
+        except Exception as e:  # noqa: BLE001 - one broken source must not stop the others
+            report.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self.on_error(report.name, report.error)
+
+    def _infer(self, reqs: list[ClipRequest]) -> list[dict]:
+        t0 = time.perf_counter()
+        if isinstance(reqs[0].faces[0].face, np.ndarray):
+            batch = np.stack([normalize(np.stack([f.face for f in r.faces]), self.mean, self.std) for r in reqs])
+        else:  # device tensors: stack and normalise where they are
+            import torch
+
+            from hac_runtime.pipeline.gpu import normalize_torch
+
+            faces = torch.stack([torch.stack([f.face for f in r.faces]) for r in reqs])  # (B, k, S, S, 3)
+            b, k = faces.shape[:2]
+            batch = normalize_torch(faces.flatten(0, 1), self.mean, self.std).view(b, k, 3, self.size, self.size)
+        t1 = time.perf_counter()
+        logits = self.engine.infer(batch)
+        if not isinstance(logits, np.ndarray):
+            logits = logits.float().cpu().numpy()
+        probs = softmax(logits)
+        self.seconds["preprocess"] += t1 - t0
+        self.seconds["infer"] += time.perf_counter() - t1
+        self.batches.append(len(reqs))
+        out = []
+        for r, p in zip(reqs, probs):
+            best = int(p.argmax())
+            out.append({
+                "source": r.source, "track": r.track,
+                "frame_start": r.frame_start, "frame_end": r.frame_end,
+                "t_start": round(r.t_start, 3), "t_end": round(r.t_end, 3),
+                "label": self.classes[best], "score": float(p[best]),
+                "probs": {c: float(v) for c, v in zip(self.classes, p)},
+                "box": [int(v) for v in r.box],
+            })
+        return out
+
+    def run(self, sources: Iterable) -> Iterator[dict]:
+        """Yield one result dict (CONTRACTS.md "Results line") per classified clip, as they come."""
+        sources = list(sources)
+        if not sources:
+            raise HacError("no source given")
+        stop = threading.Event()
+        requests: queue.Queue = queue.Queue(maxsize=4 * self.max_batch)
+        results: queue.Queue = queue.Queue()
+        from hac_runtime.media import FrameSource
+
+        self.reports = [SourceReport(s.name if isinstance(s, FrameSource) else str(s)) for s in sources]
+        workers = [threading.Thread(target=self._source_worker, args=(s, r, requests, stop), daemon=True,
+                                    name=f"hac-source-{i}") for i, (s, r) in enumerate(zip(sources, self.reports))]
+
+        def infer_loop():
+            batcher = DynamicBatcher(requests, self.max_batch, self.max_wait)
+            try:
+                while True:
+                    batch = batcher.next_batch()
+                    if not batch:
+                        break
+                    for res in self._infer(batch):
+                        results.put(res)
+            except BaseException as e:  # noqa: BLE001 - surfaced in the caller's thread
+                stop.set()
+                results.put(e)
+            finally:
+                results.put(_DONE)
+
+        def closer():
+            for w in workers:
+                w.join()
+            requests.put(None)
+
+        inferer = threading.Thread(target=infer_loop, daemon=True, name="hac-infer")
+        for w in workers:
+            w.start()
+        inferer.start()
+        threading.Thread(target=closer, daemon=True, name="hac-close").start()
+        try:
+            while True:
+                item = results.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+        if all(r.error for r in self.reports):
+            raise HacError(f"no source could be used ({'; '.join(f'{r.name}: {r.error}' for r in self.reports)})")
+

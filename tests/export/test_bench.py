@@ -1,0 +1,109 @@
+"""hac-bench on a tiny model: every field present, statuses right, the JSON and the table agree. No timing thresholds."""
+import json
+
+import pytest
+import torch
+from rich.console import Console
+
+from hac_export.bench.report import print_table
+from hac_export.bench.run import parse_batches, parse_engines, run_bench
+from hac_runtime.errors import HacError
+
+ROW_KEYS = {"engine", "precision", "batch", "status", "size_mb", "p50_ms", "p90_ms", "p99_ms", "clips_per_s",
+            "speedup_vs_eager", "parity"}
+
+
+@pytest.fixture(scope="module")
+def bench(tiny_ckpt, calib_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    doc = run_bench(tiny_ckpt, engines="ort,trt", batches="1,2", calib=calib_dir, out=out, json_path=out / "bench.json",
+                    plot=out / "bench.png", seconds=0.3, warmup=0.05, log=lambda m: None, verbose=False)
+    return doc, out
+
+
+def test_every_field_present(bench):
+    doc, _ = bench
+    assert set(doc["machine"]) >= {"cpu", "gpu", "versions"}
+    assert {"torch", "onnxruntime", "hac"} <= set(doc["machine"]["versions"])
+    assert doc["model"]["gflops_per_clip"] > 0 and doc["peak"]["peak_gflops"] > 0
+    assert "eager PyTorch FP32, inference_mode" in doc["baseline"]
+    # untrained default-like model: the table must say parity means little
+    assert any("untrained" in n for n in doc["notes"])
+    rows = doc["results"]
+    assert len(rows) == 2 * 7  # per batch: eager + ort fp32/fp16/int8 + trt fp32/fp16/int8
+    for r in rows:
+        assert ROW_KEYS <= set(r), r
+
+
+def test_measured_rows_are_consistent(bench):
+    doc, _ = bench
+    for b in (1, 2):
+        rows = [r for r in doc["results"] if r["batch"] == b and r["status"] == "ok"]
+        eager = next(r for r in rows if r["format"] == "eager")
+        assert eager["speedup_vs_eager"] == 1.0
+        assert {(r["engine"], r["precision"]) for r in rows} >= {("ort", "fp32"), ("ort", "fp16"), ("ort", "int8")}
+        for r in rows:
+            assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+            assert r["clips_per_s"] == pytest.approx(b / (r["p50_ms"] / 1e3), rel=0.01)
+            assert r["speedup_vs_eager"] == pytest.approx(eager["p50_ms"] / r["p50_ms"], rel=0.01)
+            assert r["iterations"] >= 10
+            assert r["parity"]["top1_agree"] is not None and r["parity"]["max_abs"] is not None
+            if r["format"] != "eager":
+                assert r["size_mb"] > 0
+        fp32 = next(r for r in rows if r["engine"] == "ort" and r["precision"] == "fp32")
+        assert fp32["parity"]["max_abs"] < 1e-3 and fp32["parity"]["top1_agree"] == 1.0
+
+
+def test_trt_unavailable_with_reason(bench):
+    doc, _ = bench
+    trt = [r for r in doc["results"] if r["engine"] == "trt"]
+    assert len(trt) == 6
+    for r in trt:
+        assert r["status"] == "unavailable" and r["p50_ms"] is None
+        if not torch.cuda.is_available():
+            assert r["reason"] == "no CUDA GPU on this machine"
+
+
+def test_json_file_matches_and_table_shows_it(bench):
+    doc, out = bench
+    assert json.loads((out / "bench.json").read_text()) == json.loads(json.dumps(doc))
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    console = Console(record=True, width=250)
+    print_table(doc, console)
+    text = console.export_text()
+    for r in doc["results"]:
+        if r["p50_ms"] is not None:
+            assert f"{r['p50_ms']:.1f}" in text
+    assert text.count("unavailable") >= 6 and "no CUDA GPU" in text or torch.cuda.is_available()
+
+
+def test_bad_options():
+    with pytest.raises(HacError, match="unknown engine 'tensorflow'"):
+        parse_engines("ort,tensorflow")
+    with pytest.raises(HacError, match="positive integers"):
+        parse_batches("0,8")
+    with pytest.raises(HacError, match="positive integers"):
+        parse_batches("one")
+    assert parse_engines("all") == ["trt", "ort", "torch"]
+    assert parse_batches("8,1,8") == [1, 8]
+
+
+def test_cli_bad_input_one_line_exit_2(tmp_path, capsys):
+    from hac_export.cli import bench_main
+
+    def run(argv):
+        with pytest.raises(SystemExit) as e:
+            bench_main([str(a) for a in argv])
+        return e.value.code, capsys.readouterr().err
+
+    for argv, msg in (([tmp_path / "nope.pt", "--out", tmp_path / "o"], "checkpoint not found"),
+                      (["--engine", "tensorflow"], "unknown engine"),
+                      (["--batch", "0"], "positive integers")):
+        code, err = run(argv)
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    code, err = run([junk, "--out", tmp_path / "o"])
+    assert code == 2 and "not a PyTorch checkpoint" in err
+    assert not (tmp_path / "o").exists()  # refused before any work

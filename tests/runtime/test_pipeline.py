@@ -1,0 +1,215 @@
+"""The streaming pipeline end to end on real videos made from real photos, with real exported engines."""
+import json
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fixtures_video import photo, write_blank_video
+from hac_runtime.errors import HacError
+from hac_runtime.media import FrameSource
+from hac_runtime.pipeline import Pipeline
+from hac_runtime.pipeline.run import run_sources
+
+CLASSES = ["anger", "happiness", "surprise"]
+FIELDS = {"source", "track", "frame_start", "frame_end", "t_start", "t_end", "label", "score", "probs", "box"}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """A tiny HAC model (resnet18, k=3, 64 px) exported to ONNX and torch.export."""
+    from hac_export.api import export
+    from hac_train.checkpoint import default_preprocess, save_checkpoint
+    from hac_train.model import HACConfig, HACNet
+
+    out = tmp_path_factory.mktemp("engines")
+    torch.manual_seed(0)
+    model = HACNet(HACConfig(backbone="resnet18", num_classes=3, k=3)).eval()
+    for p in (model.self_attention.theta.weight, model.spatial_attention.conv.weight):
+        torch.nn.init.normal_(p, std=0.05)
+    save_checkpoint(out / "ckpt.pt", model, CLASSES, default_preprocess(64, k=3))
+    export(out / "ckpt.pt", formats="onnx,pt2", batch="1:4:8", out=out, verbose=False)
+    return out
+
+
+def _place(canvas, img, x, y, h):
+    s = h / img.shape[0]
+    small = cv2.resize(img, (round(img.shape[1] * s), h), interpolation=cv2.INTER_AREA)
+    hh, ww = small.shape[:2]
+    canvas[y:y + hh, x:x + ww] = small[: canvas.shape[0] - y, : canvas.shape[1] - x]
+
+
+def write_two_face_video(path, n=30, enter=8, leave=22):
+    """Obama on the left all along; Biden enters on the right at ``enter`` and leaves at ``leave``."""
+    obama, biden = photo("obama.jpg"), photo("biden.jpg")
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 480))
+    for i in range(n):
+        canvas = np.full((480, 640, 3), 50, np.uint8)
+        _place(canvas, obama, 20 + 2 * i, 120, 260)
+        if enter <= i < leave:
+            _place(canvas, biden, 360 - 2 * (i - enter), 100, 260)
+        w.write(canvas)
+    w.release()
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vid") / "two.avi"
+    write_two_face_video(path)
+    return path
+
+
+def _check_result(r, source):
+    assert set(r) == FIELDS
+    assert r["source"] == str(source)
+    assert r["label"] in CLASSES and r["label"] == max(r["probs"], key=r["probs"].get)
+    assert abs(sum(r["probs"].values()) - 1.0) < 1e-6 and r["score"] == r["probs"][r["label"]]
+    assert 0 <= r["frame_start"] <= r["frame_end"] and r["t_start"] <= r["t_end"]
+    assert len(r["box"]) == 4 and r["box"][2] > 20
+
+
+def test_two_faces_stable_tracks_one_result_each(artifacts, two_faces):
+    with Pipeline(artifacts / "hac.onnx", detect_every=3) as pipe:
+        results = list(pipe.run([two_faces]))
+    for r in results:
+        _check_result(r, two_faces)
+    assert len(results) == 2, results
+    left, right = sorted(results, key=lambda r: r["box"][0])
+    assert left["track"] != right["track"]
+    assert left["frame_start"] == 0 and left["frame_end"] == 29  # one track through the whole video
+    assert 7 <= right["frame_start"] <= 10 and 19 <= right["frame_end"] <= 21  # enters and leaves
+    assert pipe.reports[0].frames == 30
+
+
+def test_sliding_window_results(artifacts, two_faces):
+    with Pipeline(artifacts / "hac.onnx", policy="window", window=1.0, stride=0.5) as pipe:
+        results = list(pipe.run([two_faces]))
+    tracks = {}
+    for r in results:
+        _check_result(r, two_faces)
+        assert r["t_end"] - r["t_start"] <= 1.0
+        tracks.setdefault(r["track"], []).append(r)
+    assert len(tracks) == 2 and all(len(v) >= 2 for v in tracks.values())
+
+
+def test_ort_and_torch_engines_agree(artifacts, two_faces):
+    runs = {}
+    for name, engine in (("hac.onnx", "ort"), ("hac.pt2", "torch")):
+        with Pipeline(artifacts / name, engine=engine) as pipe:
+            runs[engine] = sorted(pipe.run([two_faces]), key=lambda r: r["track"])
+    assert [r["label"] for r in runs["ort"]] == [r["label"] for r in runs["torch"]]
+    for a, b in zip(runs["ort"], runs["torch"]):
+        for c in CLASSES:
+            assert abs(a["probs"][c] - b["probs"][c]) < 1e-4
+
+
+def test_broken_source_among_good_ones(artifacts, two_faces, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00 ftypisom" + bytes(range(256)) * 8)
+    errors = []
+    with Pipeline(artifacts / "hac.onnx", on_error=lambda n, m: errors.append((n, m))) as pipe:
+        results = list(pipe.run([broken, two_faces, tmp_path / "missing.avi"]))
+    assert len(results) == 2 and all(r["source"] == str(two_faces) for r in results)
+    assert {n for n, _ in errors} == {str(broken), str(tmp_path / "missing.avi")}
+    with Pipeline(artifacts / "hac.onnx", on_error=lambda n, m: None) as pipe:
+        with pytest.raises(HacError, match="no source could be used"):
+            list(pipe.run([broken]))
+
+
+class SyntheticStream(FrameSource):
+    """An endless-looking live stream: one face drifting over a plain background, ``n`` frames."""
+
+    def __init__(self, n):
+        super().__init__("synthetic://stream", "stream", fps=25.0, frame_count=None)
+        self.n = n
+        face = photo("obama.jpg")
+        s = 300 / face.shape[0]
+        self.face = cv2.resize(face, (round(face.shape[1] * s), 300), interpolation=cv2.INTER_AREA)
+        self.seen = 0
+
+    def __iter__(self):
+        for i in range(self.n):
+            canvas = np.full((360, 480, 3), 60, np.uint8)
+            x = 100 + int(20 * np.sin(i / 15))
+            h, w = self.face.shape[:2]
+            canvas[30:30 + h, x:x + w] = self.face
+            self.seen = i + 1
+            yield i, canvas
+
+
+@pytest.mark.slow
+def test_memory_flat_on_long_stream(artifacts):
+    stream = SyntheticStream(900)
+    with Pipeline(artifacts / "hac.onnx", policy="window", window=1.0, stride=1.0, detect_every=10) as pipe:
+        it = pipe.run([stream])
+        tracemalloc.start()
+        samples = []
+        n = 0
+        for _ in it:
+            n += 1
+            if n in (8, 32):
+                samples.append(tracemalloc.get_traced_memory()[0])
+        tracemalloc.stop()
+    assert n >= 32 and stream.seen == 900
+    grown = samples[1] - samples[0]
+    assert grown < 4 * 2**20, f"memory grew by {grown / 2**20:.1f} MiB between windows 8 and 32"
+
+
+def hac_run(argv, capsys):
+    from hac_runtime.cli import run_main
+
+    with pytest.raises(SystemExit) as e:
+        run_main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_faceless_video_no_results_exit_0(artifacts, tmp_path):
+    blank = tmp_path / "blank.mp4"
+    write_blank_video(blank, n_frames=8)
+    summary = run_sources([blank], artifacts / "hac.onnx", out=tmp_path / "r.jsonl", log=lambda m: None)
+    assert summary.results == 0 and summary.sources_ok == 1
+    assert (tmp_path / "r.jsonl").read_text() == ""
+
+
+def test_run_sources_writes_jsonl_and_annotated_video(artifacts, two_faces, tmp_path):
+    logs = []
+    summary = run_sources([two_faces], artifacts / "hac.onnx", out=tmp_path / "r.jsonl",
+                          video_out=tmp_path / "annotated.avi", log=logs.append)
+    lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert summary.results == len(lines) == 2
+    assert any("engine ort" in m and "CPUExecutionProvider" in m for m in logs)
+    cap = cv2.VideoCapture(str(tmp_path / "annotated.avi"))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, first = cap.read()
+    cap.release()
+    assert ok and frames == 30
+    # the box colour was drawn around the left face
+    assert (np.abs(first.astype(int) - (0, 200, 255)).sum(2) < 90).sum() > 100
+
+
+def test_cli_good_and_bad_sources(artifacts, two_faces, tmp_path, capsys):
+    code, out, err = hac_run([two_faces, tmp_path / "missing.mp4", "--model", artifacts / "hac.onnx"], capsys)
+    assert code == 0
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert len(lines) == 2 and all(set(r) == FIELDS for r in lines)
+    assert f"hac-run: {tmp_path / 'missing.mp4'}: no such file or folder" in err
+    assert "Traceback" not in err
+
+
+def test_cli_exit_2_when_nothing_usable(artifacts, tmp_path, capsys):
+    code, out, err = hac_run([tmp_path / "missing.mp4", "--model", artifacts / "hac.onnx"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines()[-1].startswith("hac-run: error: no source could be used")
+    code, _, err = hac_run([tmp_path / "missing.mp4", "--model", tmp_path / "nope.onnx"], capsys)
+    assert code == 2 and "nope.onnx: model file not found" in err and "Traceback" not in err
+
+
+def test_cli_faceless_video_exit_0_with_note(artifacts, tmp_path, capsys):
+    blank = tmp_path / "blank.mp4"
+    write_blank_video(blank, n_frames=8)
+    code, out, err = hac_run([blank, "--model", artifacts / "hac.onnx"], capsys)
+    assert code == 0 and out == ""
+    assert "no face found in 8 frames" in err
