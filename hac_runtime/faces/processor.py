@@ -17,18 +17,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from hac_runtime.boxes import iou
 from hac_runtime.errors import HacError
 from hac_runtime.faces.align import FaceAligner, make_aligner, similarity_transform
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR, Box, FaceDetector, _gray, make_detector
 from hac_runtime.faces.landmarks import STABLE, LandmarkPredictor, box_from_landmarks, interocular
-
-
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass
@@ -127,7 +120,7 @@ class FaceProcessor:
         rects, scores, _ = frontal_face_detector().run(roi, 0, self.local_threshold)
         target = ((x - x0) * s, (y - y0) * s, w * s, h * s)
         found = [((r.left(), r.top(), r.width(), r.height()), sc) for r, sc in zip(rects, scores)]
-        found = [(b, sc) for b, sc in found if _iou(b, target) > 0.3]
+        found = [(b, sc) for b, sc in found if iou(b, target) > 0.3]
         if not found:
             return None
         (bx, by, bw, bh), _ = max(found, key=lambda f: f[1])
@@ -143,8 +136,8 @@ class FaceProcessor:
             return None
         if previous is not None:
             prev = box_from_landmarks(previous)
-            best = max(boxes, key=lambda b: _iou(b, prev))
-            if _iou(best, prev) > 0.3:
+            best = max(boxes, key=lambda b: iou(b, prev))
+            if iou(best, prev) > 0.3:
                 return best
         return boxes[0]
 

@@ -6,7 +6,8 @@ import numpy as np
 
 from hac_runtime.pipeline.batcher import DynamicBatcher
 from hac_runtime.pipeline.policy import BufferedFace, PerTrack, SlidingWindow, TrackBuffer
-from hac_runtime.pipeline.tracker import FaceTracker, iou
+from hac_runtime.boxes import iou
+from hac_runtime.pipeline.tracker import FaceTracker
 
 
 def test_iou():
