@@ -1,0 +1,316 @@
+"""The library behind ``hac-train``, ``hac-eval`` and ``hac-synth``: one call each.
+
+Run folder (CONTRACTS.md): ``RUN/ckpt.pt`` (best validation accuracy), ``RUN/last.pt``,
+``RUN/metrics.json``, ``RUN/plots/*.png``, plus ``RUN/run.json`` (the settings, for
+``--resume``), ``RUN/predictions.json`` and ``RUN/skipped-clips.json``. With
+``--folds N > 1`` each fold has the same files in ``RUN/fold-i/``; ``RUN/metrics.json``
+holds the per-fold results, their mean ± std and the metrics of all folds'
+validation predictions pooled (the paper's Fig. 7/8 "after five-fold
+cross-validation"); ``RUN/ckpt.pt`` and ``RUN/last.pt`` are copies of the best fold's.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hac_runtime.atomic import atomic_path, write_json
+from hac_runtime.errors import HacError
+from hac_train import distributed, plots
+from hac_train.checkpoint import default_preprocess, load_checkpoint, read_checkpoint
+from hac_train.data import ClipDataset, load_index, prepare_faces
+from hac_train.metrics import classification_metrics, roc, summarize_folds
+from hac_train.model import ATTENTIONS, BACKBONES, TEMPORALS, HACConfig, HACNet
+from hac_train.progress import console
+from hac_train.protocol import PROTOCOLS, describe, make_splits, official_split
+from hac_train.recipe import DATASET_PRESET, preset
+
+METRICS_FORMAT = "hac-metrics/1"
+AMP_ON_BF16_CPU = False  # measured in benchmarks/train.md
+
+
+def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        raise HacError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HacError(f"--device {device}: no CUDA GPU available here")
+        d = torch.device("cuda", d.index if d.index is not None else local_rank)
+    return d
+
+
+def cpu_has_bf16() -> bool:
+    """A CPU with native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast pays (benchmarks/train.md)."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # private helpers of torch.cpu; absent in other versions
+        return False
+
+
+def _amp(amp: str, device: torch.device) -> bool:
+    """auto: CUDA always; a CPU only where it has native bf16."""
+    if amp not in ("auto", "on", "off"):
+        raise HacError(f"--amp must be auto, on or off, got {amp!r}")
+    return amp == "on" or (amp == "auto" and (device.type == "cuda" or AMP_ON_BF16_CPU and cpu_has_bf16()))
+
+
+def write_report(out: Path, metrics: dict, probs, labels, keys, classes, title: str, history=None) -> None:
+    """``metrics.json``, ``predictions.json`` and the plots of one set of predictions."""
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "predictions.json", {"classes": list(classes), "clips": list(keys),
+                                          "true": [classes[i] for i in labels],
+                                          "probs": np.round(np.asarray(probs), 5).tolist()})
+    pd = out / "plots"
+    plots.confusion(metrics["confusion"], classes, pd / "confusion.png", title=f"{title}: confusion matrix")
+    plots.confusion(metrics["confusion_normalized"], classes, pd / "confusion_normalized.png", normalized=True,
+                    title=f"{title}: confusion matrix (normalised)")
+    if len(labels):
+        plots.roc_curves(roc(labels, probs, len(classes)), classes, pd / "roc.png", title=f"{title}: ROC")
+    if history:
+        plots.training_curves(history, pd / "training_curves.png", title)
+
+
+def _skipped_report(out: Path, skipped) -> dict:
+    write_json(out / "skipped-clips.json", {"count": len(skipped), "clips": [s.to_dict() for s in skipped]})
+    return {"count": len(skipped), "report": "skipped-clips.json"}
+
+
+def _check_classes(index, clips, skipped) -> None:
+    have = {c.sample.label for c in clips}
+    for cls in index.classes:
+        if cls not in have:
+            lost = sum(s.label == cls for s in skipped)
+            why = f" (all {lost} of its clips were skipped: see skipped-clips.json)" if lost else ""
+            raise HacError(f"{index.root}: class {cls!r} has no samples{why}")
+
+
+def _prepare(index, cache, aligner, size, detector, workers, progress, dist):
+    """Faces for every clip, on rank 0; the other ranks receive the list."""
+    result = None
+    if dist.main:
+        try:
+            result = prepare_faces(index, cache, aligner, size, detector, workers=workers, progress=progress)
+        except HacError as e:
+            result = e
+    result = distributed.broadcast(result, dist)
+    if isinstance(result, HacError):
+        raise result
+    return result
+
+
+def _default_workers(device: torch.device) -> int:
+    import os
+
+    return min(8, (os.cpu_count() or 1)) if device.type == "cuda" else 0
+
+
+def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_size: int = 224, k: int = 5,
+          epochs: int | None = None, folds: int = 5, device: str = "auto", recipe: str | None = None,
+          lr: float | None = None, batch_size: int | None = None, repeats: int | None = None, attention: str = "hybrid", temporal: str = "gru",
+          dropout: float | None = None, pretrained: str | None = None, protocol: str = "kfold", subset: str | None = None,
+          group_by: str = "subject", cache=None, aligner: str = "sequence", detector: str | None = None, workers: int | None = None,
+          seed: int = 0, resume: bool = False, amp: str = "auto", channels_last: bool | None = None,
+          explain: int = 0, stop_after: int | None = None, progress: bool = True) -> dict | None:
+    """Train (and cross-validate) a HAC model on a dataset; returns the RUN-level metrics dict."""
+    out = Path(out)
+    settings = dict(data=str(data), dataset=dataset, backbone=backbone, image_size=image_size, k=k, epochs=epochs,
+                    folds=folds, recipe=recipe, lr=lr, batch_size=batch_size, repeats=repeats, attention=attention, temporal=temporal,
+                    dropout=dropout, pretrained=pretrained, protocol=protocol, subset=subset, group_by=group_by,
+                    cache=str(cache) if cache else None, aligner=aligner, detector=detector, seed=seed)
+    run_json = out / "run.json"
+    if resume:
+        if not run_json.is_file():
+            raise HacError(f"{out}: no run to resume (run.json missing)")
+        saved = json.loads(run_json.read_text())["settings"]
+        if epochs is not None and epochs != saved.get("epochs"):
+            saved["epochs"] = epochs  # --resume --epochs N extends (or shortens) the run
+        settings = saved
+    elif run_json.exists() or (out / "last.pt").exists():
+        raise HacError(f"{out}: already holds a training run; continue it with --resume or choose another --out")
+    s = settings
+    if s["backbone"] not in BACKBONES:
+        raise HacError(f"unknown backbone {s['backbone']!r}; choose one of {', '.join(BACKBONES)}")
+    if s["attention"] not in ATTENTIONS or s["temporal"] not in TEMPORALS:
+        raise HacError(f"--attention must be one of {', '.join(ATTENTIONS)} and --temporal one of {', '.join(TEMPORALS)}")
+    if s["protocol"] not in PROTOCOLS:
+        raise HacError(f"unknown protocol {s['protocol']!r}; choose one of {', '.join(PROTOCOLS)}")
+    if s["image_size"] < 32 or s["k"] < 1:
+        raise HacError(f"invalid --image-size {s['image_size']} or --k {s['k']}")
+    if s["pretrained"] and not Path(s["pretrained"]).is_file():
+        raise HacError(f"{s['pretrained']}: pretrained weights file not found")
+
+    dev = resolve_device(device, distributed.from_env().local_rank)
+    dist = distributed.init(dev)
+    try:
+        index = load_index(s["data"], s["dataset"], s["subset"])
+        rec = preset(s["recipe"] or DATASET_PRESET[index.layout]).override(
+            lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"], dropout=s["dropout"], repeats=s.get("repeats"))
+        empty = [c for c, n in index.counts().items() if n == 0]
+        if empty:
+            raise HacError(f"{index.root}: class {empty[0]!r} has no samples")
+        if dist.main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(run_json, {"format": "hac-run/1", "settings": s, "layout": index.layout,
+                                  "classes": index.classes, "recipe": rec.to_dict(), "started": time.strftime("%F %T")})
+        preprocess = default_preprocess(s["image_size"], s["k"], s["aligner"])
+        clips, skipped, cache_dir = _prepare(index, s["cache"], s["aligner"], s["image_size"], s["detector"],
+                                             workers, progress, dist)
+        _check_classes(index, clips, skipped)
+        labels = [index.classes.index(c.sample.label) for c in clips]
+        if s["protocol"] == "official":
+            splits = official_split([c.sample.split for c in clips])
+        else:
+            groups = [c.sample.subject for c in clips] if s.get("group_by", "subject") == "subject" else None
+            splits = make_splits(labels, groups, s["folds"], s["seed"], len(index.classes))
+        config = HACConfig(backbone=s["backbone"], num_classes=len(index.classes), k=s["k"],
+                           attention=s["attention"], temporal=s["temporal"], dropout=rec.dropout)
+        use_cl = dev.type == "cuda" if channels_last is None else channels_last
+        workers_dl = _default_workers(dev) if workers is None else workers
+        say = console().print if (progress and dist.main) else (lambda *a, **k: None)
+        say(f"{index.layout} data {index.root}: {len(clips)} clips, {len(skipped)} skipped, classes "
+            f"{', '.join(f'{c} {n}' for c, n in index.counts().items())}; faces cached in {cache_dir}")
+        say(f"recipe {rec.name}: lr {rec.lr}, {rec.epochs} epochs, batch {rec.batch_size}, {rec.schedule} schedule; "
+            f"model {s['backbone']} {s['image_size']}px k={s['k']} attention={s['attention']} "
+            f"temporal={s['temporal']}; device {dev}{' ×' + str(dist.world) if dist.enabled else ''}")
+        from hac_train.fit import FitOptions, fit, predict
+
+        fold_results = []
+        for split in splits:
+            fold_dir = out if len(splits) == 1 else out / split.name
+            say(describe(split, labels, [c.sample.subject for c in clips]))
+            done = fold_dir / "metrics.json"
+            if resume and done.is_file() and json.loads(done.read_text()).get("complete"):
+                fold_results.append((split, fold_dir, json.loads(done.read_text()),
+                                     json.loads((fold_dir / "predictions.json").read_text())))
+                say(f"{split.name}: already complete")
+                continue
+            train_set = ClipDataset([clips[i] for i in split.train], index.classes, preprocess, train=True,
+                                    augment=rec.augment, seed=s["seed"], repeats=rec.repeats)
+            val_set = ClipDataset([clips[i] for i in split.val], index.classes, preprocess, train=False)
+            torch.manual_seed(s["seed"])
+            model = HACNet(config, pretrained=s["pretrained"])
+            facts = {"dataset": index.layout, "data": str(index.root), "split": split.name, "protocol": s["protocol"],
+                     "train_clips": len(train_set.clips), "val_clips": len(val_set), "pretrained": s["pretrained"]}
+            opts = FitOptions(fold_dir, rec, index.classes, preprocess, dev, s["seed"], _amp(amp, dev), use_cl,
+                              workers_dl, progress, resume, stop_after, facts, dist)
+            result = fit(model, train_set, val_set, opts)
+            if not result["finished"]:
+                say(f"stopped after {result['epochs_run']} epoch(s) as asked; continue with --resume")
+                return None
+            best_model, _ = load_checkpoint(fold_dir / "ckpt.pt", dev)
+            probs, y, loss = predict(best_model, val_set, max(1, rec.batch_size // dist.world), dev, opts.amp,
+                                     workers_dl, dist)
+            if dist.main:
+                m = {"format": METRICS_FORMAT, "complete": True, "split": split.name, "best_epoch": result["best_epoch"],
+                     "classes": index.classes, **classification_metrics(y, probs, index.classes, loss),
+                     "skipped": _skipped_report(fold_dir, skipped), "history": result["history"],
+                     "train_clips": len(train_set.clips), "samples_per_epoch": len(train_set), "val_clips": len(val_set)}
+                write_report(fold_dir, m, probs, y, [c.sample.key for c in val_set.clips], index.classes,
+                             f"{split.name}" if len(splits) > 1 else out.name, result["history"])
+                preds = json.loads((fold_dir / "predictions.json").read_text())
+                fold_results.append((split, fold_dir, m, preds))
+            distributed.barrier(dist)
+
+        summary = None
+        if dist.main:
+            summary = _summarize(out, fold_results, index.classes, skipped, s, rec)
+            if explain:
+                ex_model, _ = load_checkpoint(out / "ckpt.pt")
+                best_split = max(fold_results, key=lambda f: f[2]["accuracy"])[0]
+                ds = ClipDataset([clips[i] for i in best_split.val], index.classes, preprocess)
+                from hac_train.explain import explain_dataset
+
+                explain_dataset(ex_model, ds, out / "explain", explain, index.classes)
+        distributed.barrier(dist)
+        return summary
+    except KeyboardInterrupt:
+        if dist.main:
+            console().print(f"interrupted: {out} keeps the last finished epoch; continue with "
+                            f"hac-train {s['data']} --out {out} --resume")
+        raise
+    finally:
+        distributed.shutdown()
+
+
+def _summarize(out: Path, fold_results, classes, skipped, settings, rec) -> dict:
+    """RUN/metrics.json: one split as is; several folds → per-fold, mean ± std, pooled predictions, best fold's ckpt."""
+    if len(fold_results) == 1:
+        return json.loads((out / "metrics.json").read_text())
+    folds = [m for _, _, m, _ in fold_results]
+    keys = sum((p["clips"] for *_, p in fold_results), [])
+    y = np.array([classes.index(t) for *_, p in fold_results for t in p["true"]])
+    probs = np.array([row for *_, p in fold_results for row in p["probs"]])
+    best = max(range(len(folds)), key=lambda i: folds[i]["accuracy"])
+    best_dir = fold_results[best][1]
+    for name in ("ckpt.pt", "last.pt"):
+        with atomic_path(out / name) as tmp:
+            shutil.copyfile(best_dir / name, tmp)
+    pooled = classification_metrics(y, probs, classes)
+    m = {"format": METRICS_FORMAT, "complete": True, "protocol": f"{len(folds)}-fold cross-validation",
+         "classes": classes, "summary": summarize_folds(folds), "best_fold": fold_results[best][0].name,
+         "folds": [{"split": f["split"], "accuracy": f["accuracy"], "macro_f1": f["macro_f1"],
+                    "auc_macro": f["auc"]["macro"], "best_epoch": f["best_epoch"], "val_clips": f["val_clips"]}
+                   for f in folds],
+         "pooled": pooled, "accuracy": folds and float(np.mean([f["accuracy"] for f in folds])),
+         "skipped": _skipped_report(out, skipped), "recipe": rec.to_dict()}
+    write_report(out, m | {"confusion": pooled["confusion"], "confusion_normalized": pooled["confusion_normalized"]},
+                 probs, y, keys, classes, f"{out.name} ({len(folds)} folds pooled)")
+    curves_dir = out / "plots"
+    for _, fdir, fm, _ in fold_results:
+        if fm.get("history"):
+            plots.training_curves(fm["history"], curves_dir / f"training_curves_{fdir.name}.png", fdir.name)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def evaluate(checkpoint, data, out, dataset: str = "auto", subset: str | None = None, cache=None,
+             detector: str | None = None, device: str = "auto", batch_size: int = 16, workers: int | None = None,
+             split: str | None = None, explain: int = 0, progress: bool = True) -> dict:
+    """Evaluate a checkpoint on every clip of a dataset (or one split of it): metrics.json, predictions, plots."""
+    from hac_train.fit import predict
+
+    read_checkpoint(checkpoint)  # one-line errors for a wrong file before any face work
+    dev = resolve_device(device)
+    model, ckpt = load_checkpoint(checkpoint, dev)
+    classes, preprocess = list(ckpt["classes"]), dict(ckpt["preprocess"])
+    index = load_index(data, dataset, subset)
+    unknown = sorted({s.label for s in index.samples} - set(classes))
+    if unknown:
+        raise HacError(f"{index.root}: labels {', '.join(unknown)} are not classes of {checkpoint} "
+                       f"({', '.join(classes)})")
+    if split:
+        index.samples = [s for s in index.samples if (s.split or "").lower() == split.lower()]
+        if not index.samples:
+            raise HacError(f"{index.root}: no clips in split {split!r}")
+    clips, skipped, _ = prepare_faces(index, cache, preprocess.get("aligner", "sequence"), preprocess["image_size"],
+                                      detector, workers=workers, progress=progress)
+    if not clips:
+        raise HacError(f"{index.root}: no clip with a face to evaluate")
+    ds = ClipDataset(clips, classes, preprocess)
+    probs, y, loss = predict(model, ds, batch_size, dev, dev.type == "cuda", _default_workers(dev) if workers is None
+                             else workers, progress=progress)
+    out = Path(out)
+    m = {"format": METRICS_FORMAT, "complete": True, "checkpoint": str(checkpoint), "data": str(index.root),
+         "dataset": index.layout, "classes": classes, **classification_metrics(y, probs, classes, loss),
+         "skipped": _skipped_report(out, skipped)}
+    write_report(out, m, probs, y, [c.sample.key for c in clips], classes, Path(str(checkpoint)).name)
+    if explain:
+        from hac_train.explain import explain_dataset
+
+        explain_dataset(model, ds, out / "explain", explain, classes)
+    return m
+
+
+def synth(out, clips: int = 140, seed: int = 0, frames: int = 12, size: int = 200, fmt: str = "mp4",
+          progress: bool = True) -> dict:
+    """``hac-synth``: see ``hac_train.synth``."""
+    from hac_train.synth import synthesize
+
+    return synthesize(out, clips=clips, seed=seed, frames=frames, size=size, fmt=fmt, progress=progress)

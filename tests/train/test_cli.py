@@ -1,0 +1,111 @@
+"""hac-train / hac-eval through their console entry: bad input is one line and exit 2 before any training;
+a clip without a face is skipped and reported; hac-eval writes metrics, plots and explanations."""
+import json
+import shutil
+
+import pytest
+
+from conftest import count_lines, run_cli
+from fixtures_video import write_blank_video, write_face_video
+from test_layouts import SMALL, faces, make_ck  # noqa: F401  (fixture)
+
+TINY_ARGS = ["--backbone", "resnet18", "--image-size", "64", "--k", "3", "--folds", "1", "--device", "cpu", "--quiet"]
+
+
+def _one_line_error(rc, err, prog="hac-train"):
+    assert rc == 2, err
+    assert count_lines(err) == 1 and err.startswith(f"{prog}: error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_missing_empty_unknown_data(tmp_path):
+    err = _one_line_error(*run_cli("hac-train", tmp_path / "nope", "--out", tmp_path / "r", *TINY_ARGS)[::2])
+    assert "data folder not found" in err
+    (tmp_path / "empty").mkdir()
+    err = _one_line_error(*run_cli("hac-train", tmp_path / "empty", "--out", tmp_path / "r", *TINY_ARGS)[::2])
+    assert "empty" in err
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "a.txt").write_text("x")
+    err = _one_line_error(*run_cli("hac-train", tmp_path / "loose", "--out", tmp_path / "r", *TINY_ARGS)[::2])
+    assert "unknown layout" in err
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_unreadable_labels(tmp_path, faces):  # noqa: F811
+    root = make_ck(tmp_path / "CK+", faces)
+    bad = next((root / "Emotion").rglob("*_emotion.txt"))
+    bad.write_bytes(b"\xff\xfe garbage")
+    err = _one_line_error(*run_cli("hac-train", root, "--out", tmp_path / "r", *TINY_ARGS)[::2])
+    assert str(bad) in err and "unreadable CK+ emotion label" in err
+
+
+def test_class_with_no_samples(tmp_path, faces):  # noqa: F811
+    root = tmp_path / "d"
+    for i, who in enumerate(("astronaut", "obama", "biden")):
+        write_face_video(root / "smile" / f"{i}.mp4", faces[who], n_frames=3, **SMALL)
+    (root / "frown").mkdir()
+    err = _one_line_error(*run_cli("hac-train", root, "--out", tmp_path / "r", *TINY_ARGS)[::2])
+    assert "class 'frown' has no samples" in err
+
+
+def test_bad_options_and_files(tmp_path, synth_set):
+    err = _one_line_error(*run_cli("hac-train", synth_set, "--out", tmp_path / "r", *TINY_ARGS,
+                                   "--pretrained", tmp_path / "none.pth")[::2])
+    assert "pretrained weights file not found" in err
+    five = [a if a != "1" else "5" for a in TINY_ARGS]
+    err = _one_line_error(*run_cli("hac-train", synth_set, "--out", tmp_path / "r2", *five)[::2])
+    assert "only 4 subjects for 5 fold(s)" in err and "--group-by clip" in err
+    rc, _, err = run_cli("hac-train", synth_set, "--out", tmp_path / "r3", "--attention", "cross")
+    assert rc == 2 and "Invalid value for '--attention'" in err
+    (tmp_path / "x.pt").write_text("not a checkpoint")
+    err = _one_line_error(*run_cli("hac-eval", tmp_path / "x.pt", synth_set, "--out", tmp_path / "e")[::2],
+                          prog="hac-eval")
+    assert "not a PyTorch checkpoint" in err
+
+
+@pytest.mark.slow
+def test_no_face_clip_is_skipped_and_counted(tmp_path, faces):  # noqa: F811
+    root = tmp_path / "d"
+    for label in ("smile", "frown"):
+        for i, who in enumerate(("astronaut", "obama", "biden")):
+            write_face_video(root / label / f"{who}.mp4", faces[who], n_frames=4, **SMALL)
+    (root / "frown" / "blank.mp4").parent.mkdir(exist_ok=True)
+    write_blank_video(root / "frown" / "blank.mp4")
+    rc, out, err = run_cli("hac-train", root, "--out", tmp_path / "r", *TINY_ARGS, "--epochs", "1")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["skipped"] == {"count": 1, "report": "skipped-clips.json"}
+    rep = json.loads((tmp_path / "r" / "skipped-clips.json").read_text())
+    assert rep["clips"] == [{"clip": "frown/blank.mp4", "label": "frown", "reason": rep["clips"][0]["reason"]}]
+    assert "no face" in rep["clips"][0]["reason"]
+    # every clip of a class without a face: an error before training, naming the report
+    for f in (root / "smile").iterdir():
+        f.unlink()
+    write_blank_video(root / "smile" / "b1.mp4")
+    write_blank_video(root / "smile" / "b2.mp4", n_frames=5)
+    err = _one_line_error(*run_cli("hac-train", root, "--out", tmp_path / "r2", *TINY_ARGS)[::2])
+    assert "class 'smile' has no samples (all 2 of its clips were skipped" in err
+
+
+@pytest.mark.slow
+def test_eval_writes_metrics_plots_and_explanations(easy_set, tmp_path):
+    rc, _, err = run_cli("hac-train", easy_set, "--out", tmp_path / "r", *TINY_ARGS, "--epochs", "1")
+    assert rc == 0, err
+    rc, out, err = run_cli("hac-eval", tmp_path / "r" / "ckpt.pt", easy_set, "--out", tmp_path / "e", "--explain", "2",
+                           "--quiet")
+    assert rc == 0, err
+    assert out.startswith("accuracy ")
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["n"] == 24 and m["classes"] == ["happiness", "surprise"] and len(m["confusion"]) == 2
+    assert sum(map(sum, m["confusion"])) == 24 and 0.0 <= m["accuracy"] <= 1.0
+    for f in ("plots/confusion.png", "plots/confusion_normalized.png", "plots/roc.png", "predictions.json"):
+        assert (tmp_path / "e" / f).is_file(), f
+    pngs = sorted(p.name for p in (tmp_path / "e" / "explain").glob("*.png"))
+    assert len(pngs) == 4 and sum(p.endswith("-attention.png") for p in pngs) == 2
+    assert sum(p.endswith("-cam.png") for p in pngs) == 2
+    # labels the checkpoint does not know
+    other = tmp_path / "other"
+    shutil.copytree(easy_set.parent / "happiness", other / "joy")
+    err = _one_line_error(*run_cli("hac-eval", tmp_path / "r" / "ckpt.pt", other, "--out", tmp_path / "e2")[::2],
+                          prog="hac-eval")
+    assert "not classes of" in err
