@@ -30,7 +30,6 @@ from hac_train.protocol import PROTOCOLS, describe, make_splits, official_split
 from hac_train.recipe import DATASET_PRESET, preset
 
 METRICS_FORMAT = "hac-metrics/1"
-AMP_ON_BF16_CPU = False  # measured in benchmarks/train.md
 
 
 def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
@@ -47,19 +46,11 @@ def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
     return d
 
 
-def cpu_has_bf16() -> bool:
-    """A CPU with native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast pays (benchmarks/train.md)."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # private helpers of torch.cpu; absent in other versions
-        return False
-
-
 def _amp(amp: str, device: torch.device) -> bool:
-    """auto: CUDA always; a CPU only where it has native bf16."""
+    """auto: on for CUDA; on a CPU only when asked (bf16 autocast: 1.8× on AVX512-BF16, benchmarks/train.md)."""
     if amp not in ("auto", "on", "off"):
         raise HacError(f"--amp must be auto, on or off, got {amp!r}")
-    return amp == "on" or (amp == "auto" and (device.type == "cuda" or AMP_ON_BF16_CPU and cpu_has_bf16()))
+    return amp == "on" or (amp == "auto" and device.type == "cuda")
 
 
 def write_report(out: Path, metrics: dict, probs, labels, keys, classes, title: str, history=None) -> None:

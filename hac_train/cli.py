@@ -43,7 +43,7 @@ DATASETS = ["auto", "ck+", "oulu", "afew", "folders", "csv"]
 @click.option("--detector", type=click.Choice(["hog", "haar", "cnn"]), default=None, help="Face detector (default hog).")
 @click.option("--workers", type=int, default=None, help="DataLoader / face-preparation processes.")
 @click.option("--amp", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-              help="Mixed precision; auto = on for CUDA.")
+              help="Mixed precision; auto = on for CUDA (on: bf16 autocast on a CPU too).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
 @click.option("--stop-after", type=int, default=None,

@@ -62,11 +62,6 @@ def _loader(dataset, batch_size, sampler, workers, device) -> DataLoader:
                       pin_memory=device.type == "cuda", persistent_workers=False, drop_last=False)
 
 
-def _to_device(x: torch.Tensor, opts: FitOptions) -> torch.Tensor:
-    x = x.to(opts.device, non_blocking=True)
-    return x
-
-
 @torch.no_grad()
 def predict(model, dataset, batch_size: int, device: torch.device, amp: bool = False, workers: int = 0,
             dist: DistInfo = DistInfo(), progress: bool = False, label: str = "evaluating"):

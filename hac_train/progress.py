@@ -25,7 +25,6 @@ def progress_bar(description: str, total: int, enabled: bool = True):
     if not enabled:
         yield _Bar(None, None)
         return
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 

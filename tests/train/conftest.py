@@ -2,10 +2,8 @@
 their faces prepared once by the real ``hac_runtime.prepare`` (the cache is reused by every test)."""
 import csv
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -54,17 +52,5 @@ def easy_set(tmp_path_factory):
     return out / "easy.csv"
 
 
-@pytest.fixture()
-def easy_copy(easy_set, tmp_path):
-    """A private copy of the easy set (with its face cache) for tests that write into the data folder."""
-    dst = tmp_path / "E"
-    shutil.copytree(easy_set.parent, dst, symlinks=False)
-    return dst / "easy.csv"
-
-
 def count_lines(text: str) -> int:
     return len([line for line in text.strip().splitlines() if line.strip()])
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
