@@ -43,9 +43,9 @@ def measure_cpu_peak(seconds: float = 2.0) -> dict:
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
     x = rng.standard_normal((1, c, hw, hw), np.float32)
     fns = {"matmul": lambda: mm.run(None, {"a": a, "b": b}), "conv": lambda: conv.run(None, {"x": x})}
-    for f in fns.values():
-        warm_up(f, seconds / 4)
-    times = measure_interleaved(fns, min_rounds=5, min_seconds=seconds)
+    for f in fns.values():  # ORT's first calls pick kernels and touch memory: warm up properly
+        warm_up(f, seconds / 2, min_calls=4)
+    times = measure_interleaved(fns, min_rounds=8, min_seconds=seconds)
     flops = {"matmul": 2.0 * n ** 3, "conv": 2.0 * c * c * 9 * hw * hw}
     gflops = {k: flops[k] / float(np.min(v)) / 1e9 for k, v in times.items()}
     return {"matmul_gflops": round(gflops["matmul"], 1), "conv_gflops": round(gflops["conv"], 1),
