@@ -43,9 +43,12 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--model", "-m", required=True, type=click.Path(), help="Exported artifact (hac.onnx, *.engine, *.pt2) with its .json manifest.")
+@click.option("--model", "-m", required=True, type=click.Path(),
+              help="Exported artifact (hac.onnx, *.engine, *.pt2) with its .json manifest, or an export folder.")
 @click.option("--engine", type=click.Choice(["auto", "trt", "ort", "torch"]), default="auto", show_default=True,
-              help="Engine; auto: the one that runs the artifact's format.")
+              help="Engine; auto: time every engine (and artifact of a folder) that can run here, keep the fastest.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+              help="With an export folder: only its artifacts of this precision [default: any that passed parity].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="JSON lines file [default: stdout].")
 @click.option("--video-out", type=click.Path(dir_okay=False), default=None,
@@ -58,18 +61,21 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
               help="Run the detector every N frames, track landmarks in between.")
 @click.option("--detector", type=click.Choice(DETECTORS), default=DEFAULT_DETECTOR, show_default=True)
 @click.option("--max-batch", type=click.IntRange(1, 1024), default=8, show_default=True, help="Clips per engine call.")
-def run_cmd(sources, model, engine, device, out, video_out, policy, window, stride, detect_every, detector, max_batch):
+@click.option("--cuda-graph", is_flag=True, help="TensorRT: capture and replay a CUDA graph per batch bucket.")
+def run_cmd(sources, model, engine, precision, device, out, video_out, policy, window, stride, detect_every, detector,
+            max_batch, cuda_graph):
     """Classify facial expressions per face track in videos, frame folders, images, cameras (0, 1…) or URLs.
 
     Writes one JSON line per classified clip (CONTRACTS.md "Results line").
-    A source that fails is reported on stderr and the others go on.
+    A source that fails is reported on stderr and the others go on. Ctrl-C stops
+    reading, classifies the faces already seen and exits 130; twice quits at once.
     """
     from hac_runtime.pipeline.run import run_sources
 
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    summary = run_sources(list(sources), model, engine=engine, device=device, out=out, video_out=video_out,
+    summary = run_sources(list(sources), model, engine=engine, device=device, precision=precision, out=out, video_out=video_out,
                           policy=policy, detect_every=detect_every, detector=detector, window=window,
-                          stride=stride, max_batch=max_batch)
+                          stride=stride, max_batch=max_batch, cuda_graph=cuda_graph)
     click.echo(f"hac-run: {summary.results} result(s) from {summary.sources_ok} source(s)"
                + (f", {summary.sources_failed} failed" if summary.sources_failed else ""), err=True)
 

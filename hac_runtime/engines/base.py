@@ -175,11 +175,13 @@ class Engine:
                 f"device={self.device}, providers={self.providers})")
 
 
-def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: dict | None = None) -> Engine:
-    """Open ``artifact`` on ``engine`` (``auto`` picks from its format) and ``device``.
+def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: dict | None = None,
+                cuda_graph: bool = False) -> Engine:
+    """Open ``artifact`` on ``engine`` (``auto``: the one that runs its format) and ``device``.
 
     ``manifest`` defaults to ``<artifact>.json``, which must have passed parity;
     passing one explicitly (hac-export does, before publishing) skips that check.
+    ``cuda_graph``: TensorRT only, replay one CUDA graph per batch bucket.
     """
     artifact = Path(artifact)
     if not artifact.exists():
@@ -199,5 +201,10 @@ def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: 
         raise HacError(f"{artifact.name} is a {fmt} artifact: it runs on the {native} engine, not {engine} "
                        f"(export a {engine} artifact with hac-export --format ...)")
     parse_device(device)
+    options = {}
+    if cuda_graph:
+        if engine != "trt":
+            raise HacError(f"{artifact.name}: CUDA-graph replay applies to TensorRT engines, not to {engine}")
+        options["cuda_graph"] = True
     module = importlib.import_module(f"hac_runtime.engines.{engine}.runner")
-    return getattr(module, ENGINE_CLASSES[engine])(artifact, manifest, device)
+    return getattr(module, ENGINE_CLASSES[engine])(artifact, manifest, device, **options)

@@ -40,9 +40,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _prefetch(iterable, size: int, stop: threading.Event, seconds: dict | None = None):
-    """Run ``iterable`` in a thread, ``size`` items ahead (decode overlaps face work); its time goes to ``seconds["decode"]``."""
+    """Run ``iterable`` in a thread, ``size`` items ahead (decode overlaps face work); its time goes to ``seconds["decode"]``.
+
+    Closing the generator early stops the thread and waits for it, so the source
+    can be released safely afterwards.
+    """
     q: queue.Queue = queue.Queue(maxsize=size)
     error: list[BaseException] = []
+    halt = threading.Event()
 
     def timed():
         it = iter(iterable)
@@ -59,27 +64,35 @@ def _prefetch(iterable, size: int, stop: threading.Event, seconds: dict | None =
     def pump():
         try:
             for item in timed():
-                while not stop.is_set():
+                while not (stop.is_set() or halt.is_set()):
                     try:
                         q.put(item, timeout=0.1)
                         break
                     except queue.Full:
                         continue
-                if stop.is_set():
+                if stop.is_set() or halt.is_set():
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             error.append(e)
         finally:
-            q.put(_DONE)
+            try:
+                q.put(_DONE, timeout=1.0)
+            except queue.Full:
+                pass  # nobody is reading any more (closed early)
 
-    threading.Thread(target=pump, daemon=True, name="hac-decode").start()
-    while True:
-        item = q.get()
-        if item is _DONE:
-            if error:
-                raise error[0]
-            return
-        yield item
+    thread = threading.Thread(target=pump, daemon=True, name="hac-decode")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                if error:
+                    raise error[0]
+                return
+            yield item
+    finally:
+        halt.set()
+        thread.join(timeout=10.0)  # at most one frame's decode in flight
 
 
 def _print_error(name: str, msg: str) -> None:
@@ -101,16 +114,20 @@ class SourceReport:
 class Pipeline:
     """Classify facial expressions per face track in any number of video sources with one engine."""
 
-    def __init__(self, model, engine: str = "auto", device: str = "auto", detector: str | None = None,
+    def __init__(self, model, engine: str = "auto", device: str = "auto", precision: str | None = None,
+                 detector: str | None = None,
                  detect_every: int = 5, policy: str = "track", window: float = 2.0, stride: float = 1.0,
                  max_batch: int = 8, max_wait: float = 0.02, fps: float = 25.0,
                  on_error: Callable[[str, str], None] | None = None, keep_boxes: bool = False,
-                 gpu_preprocess: bool | None = None):
-        from hac_runtime.engines import load_engine
+                 gpu_preprocess: bool | None = None, cuda_graph: bool = False):
+        from hac_runtime.engines.select import choose_engine
 
         if policy not in POLICIES:
             raise HacError(f"unknown clip policy {policy!r}; choose one of {', '.join(POLICIES)}")
-        self.engine = model if hasattr(model, "infer") else load_engine(model, engine=engine, device=device)
+        #: how the engine was chosen (None when an opened engine was passed in)
+        self.choice = None if hasattr(model, "infer") else choose_engine(model, engine, device, precision,
+                                                                             cuda_graph=cuda_graph)
+        self.engine = model if self.choice is None else self.choice.engine
         pre = self.engine.preprocess
         self.k, self.size = int(pre["k"]), int(pre["image_size"])
         self.mean, self.std = pre["mean"], pre["std"]
@@ -130,6 +147,18 @@ class Pipeline:
         self.reports: list[SourceReport] = []
         self.seconds: dict[str, float] = defaultdict(float)  # inference-side busy time: preprocess, infer
         self.batches: list[int] = []
+        self._drain = threading.Event()
+
+    @property
+    def draining(self) -> bool:
+        """True once ``drain()`` was called."""
+        return self._drain.is_set()
+
+    def drain(self) -> None:
+        """Stop reading the sources; the running ``run()`` still classifies every face already buffered
+        (each open track is closed as at the end of its source) and every clip in flight, then ends.
+        Safe to call from a signal handler or another thread (Ctrl-C in ``hac-run``)."""
+        self._drain.set()
 
     def __enter__(self):
         return self
@@ -178,10 +207,11 @@ class Pipeline:
                     if buf is not None:
                         emit(policy.on_close(report.name, t.id, buf))
 
+            frames = _prefetch(src, 4, stop, stage.seconds)
             try:
                 report.seconds = stage.seconds
-                for index, bgr in _prefetch(src, 4, stop, stage.seconds):
-                    if stop.is_set():
+                for index, bgr in frames:
+                    if stop.is_set() or self._drain.is_set():
                         break
                     report.frames += 1
                     faces, closed = stage.step(index, bgr)
@@ -197,12 +227,13 @@ class Pipeline:
                         buf.append(BufferedFace(index, t, f.aligned_rgb, f.box))
                         emit(policy.on_face(report.name, f.track, buf))
             finally:
+                frames.close()  # joins the decoder thread before the source is released
                 src.close()
             close(stage.finish())
             report.warnings.extend(getattr(src, "warnings", []))
             for w in report.warnings:
                 self.on_error(report.name, w)
-            if report.frames == 0:
+            if report.frames == 0 and not self._drain.is_set():
                 raise HacError("no frame could be decoded")
         except HacError as e:
             report.error = str(e)
@@ -250,6 +281,7 @@ class Pipeline:
         if not sources:
             raise HacError("no source given")
         stop = threading.Event()
+        self._drain.clear()
         requests: queue.Queue = queue.Queue(maxsize=4 * self.max_batch)
         results: queue.Queue = queue.Queue()
         from hac_runtime.media import FrameSource

@@ -1,7 +1,10 @@
 """``hac-run``'s one function: run the pipeline over sources, write JSON lines and optionally annotated video."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +30,33 @@ def video_out_paths(video_out, sources: list[str]) -> list[Path]:
     return [video_out.with_name(f"{video_out.stem}.{Path(str(s)).stem or i}{video_out.suffix}") for i, s in enumerate(sources)]
 
 
-def run_sources(sources, model, engine: str = "auto", device: str = "auto", out=None, video_out=None,
+@contextlib.contextmanager
+def drain_on_sigint(pipe: Pipeline, log):
+    """First Ctrl-C: stop reading, finish the clips in flight (``Pipeline.drain``); a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if pipe.draining:
+            raise KeyboardInterrupt
+        pipe.drain()
+        log("hac-run: Ctrl-C: stopping the sources and classifying the faces already seen (Ctrl-C again to quit now)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_sources(sources, model, engine: str = "auto", device: str = "auto", precision: str | None = None,
+                out=None, video_out=None,
                 policy: str | None = None, detect_every: int = 5, detector: str | None = None,
-                window: float = 2.0, stride: float = 1.0, max_batch: int = 8, log=None) -> RunSummary:
-    """Classify every face track in ``sources`` with ``model`` (an exported artifact); results to ``out`` (stdout if None)."""
+                window: float = 2.0, stride: float = 1.0, max_batch: int = 8, cuda_graph: bool = False,
+                log=None) -> RunSummary:
+    """Classify every face track in ``sources`` with ``model`` (an exported artifact or an export folder);
+    results to ``out`` (stdout if None). Ctrl-C finishes the clips in flight, then raises KeyboardInterrupt."""
     sources = [str(s) for s in sources]
     if not sources:
         raise HacError("no source given")
@@ -41,20 +67,26 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", out=
     policy = policy or ("window" if live else "track")
     writer = JsonLinesWriter(out)
     results: list[dict] = []
-    pipe = Pipeline(model, engine=engine, device=device, detector=detector, detect_every=detect_every, policy=policy,
-                    window=window, stride=stride, max_batch=max_batch, keep_boxes=video_out is not None)
-    log(f"hac-run: engine {pipe.engine.kind} ({', '.join(pipe.engine.providers)}), {pipe.engine.precision}, "
-        f"k={pipe.k}, {pipe.size}px, clip policy {policy}")
+    pipe = Pipeline(model, engine=engine, device=device, precision=precision, detector=detector,
+                    detect_every=detect_every, policy=policy, window=window, stride=stride, max_batch=max_batch,
+                    keep_boxes=video_out is not None, cuda_graph=cuda_graph)
+    chosen = pipe.choice.describe() if pipe.choice is not None else pipe.engine.artifact.name
+    log(f"hac-run: engine {chosen}; providers {', '.join(pipe.engine.providers)}; "
+        f"{pipe.engine.precision}, k={pipe.k}, {pipe.size}px, clip policy {policy}")
     try:
-        for r in pipe.run(sources):
-            writer.write(r)
-            results.append(r)
+        with drain_on_sigint(pipe, log):
+            for r in pipe.run(sources):
+                writer.write(r)
+                results.append(r)
     except KeyboardInterrupt:
         log(f"hac-run: interrupted; {len(results)} result(s) written")
         raise
     finally:
         writer.close()
         pipe.close()
+    if pipe.draining:
+        log(f"hac-run: interrupted; {len(results)} result(s) written, the clips in flight included")
+        raise KeyboardInterrupt
     reports = pipe.reports
     if video_out is not None:
         for src, rep, path in zip(sources, reports, video_out_paths(video_out, sources)):

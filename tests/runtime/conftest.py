@@ -1,10 +1,12 @@
 """Shared runtime fixtures: real face photos, real videos written from them, and the dlib models loaded once."""
 import numpy as np
 import pytest
+import torch
 
 from fixtures_video import DATA, astronaut_bgr, photo, write_face_frames, write_face_video
 
 PHOTOS = ("astronaut", "biden.jpg", "obama.jpg", "obama_rgba.png")
+TINY_CLASSES = ["anger", "happiness", "surprise"]
 
 
 @pytest.fixture(scope="session")
@@ -65,4 +67,21 @@ def photo_landmarks(photos, hog, predictor):
         boxes = hog.detect(img)
         assert boxes, f"no face found in {name}"
         out[name] = predictor.predict(img, boxes[0]).astype(np.float64)
+    return out
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    """A tiny HAC model (resnet18, k=3, 64 px) exported to ONNX and torch.export."""
+    from hac_export.api import export
+    from hac_train.checkpoint import default_preprocess, save_checkpoint
+    from hac_train.model import HACConfig, HACNet
+
+    out = tmp_path_factory.mktemp("engines")
+    torch.manual_seed(0)
+    model = HACNet(HACConfig(backbone="resnet18", num_classes=3, k=3)).eval()
+    for p in (model.self_attention.theta.weight, model.spatial_attention.conv.weight):
+        torch.nn.init.normal_(p, std=0.05)
+    save_checkpoint(out / "ckpt.pt", model, TINY_CLASSES, default_preprocess(64, k=3))
+    export(out / "ckpt.pt", formats="onnx,pt2", batch="1:4:8", out=out, verbose=False)
     return out

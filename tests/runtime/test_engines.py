@@ -216,3 +216,24 @@ def test_ort_cuda_io_binding(exported, ckpt):
         assert engine.providers[0] == "CUDAExecutionProvider"
         out = engine.infer(torch.from_numpy(x).cuda())
         assert out.is_cuda and torch.allclose(out.cpu(), ref, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_trt_cuda_graph_replay_per_batch_bucket(ckpt, tmp_path):
+    _require_tensorrt()
+    report = export(ckpt, formats="trt", batch="1:2:4", out=tmp_path, verbose=False)
+    path = report.path("trt", "fp32")
+    with load_engine(path) as plain, load_engine(path, cuda_graph=True) as graphed:
+        assert graphed.buckets == [1, 2, 4] and graphed.providers == ["tensorrt+cudagraph"]
+        for b in (1, 3, 4, 3, 2):  # 3 pads into the bucket of 4; buckets are reused
+            x = _clips(b, 10 + b)
+            np.testing.assert_allclose(graphed.infer(x), plain.infer(x), atol=1e-4)
+            got = graphed.infer(torch.from_numpy(x).cuda())
+            assert got.is_cuda and got.shape == (b, 3)
+        assert sorted(graphed._graphs) == [1, 2, 4]
+
+
+def test_cuda_graph_is_for_tensorrt_only(exported):
+    with pytest.raises(HacError, match="CUDA-graph replay applies to TensorRT engines, not to ort"):
+        load_engine(exported.path("onnx"), cuda_graph=True)

@@ -5,7 +5,6 @@ import tracemalloc
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from fixtures_video import photo, write_blank_video
 from hac_runtime.errors import HacError
@@ -15,23 +14,6 @@ from hac_runtime.pipeline.run import run_sources
 
 CLASSES = ["anger", "happiness", "surprise"]
 FIELDS = {"source", "track", "frame_start", "frame_end", "t_start", "t_end", "label", "score", "probs", "box"}
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    """A tiny HAC model (resnet18, k=3, 64 px) exported to ONNX and torch.export."""
-    from hac_export.api import export
-    from hac_train.checkpoint import default_preprocess, save_checkpoint
-    from hac_train.model import HACConfig, HACNet
-
-    out = tmp_path_factory.mktemp("engines")
-    torch.manual_seed(0)
-    model = HACNet(HACConfig(backbone="resnet18", num_classes=3, k=3)).eval()
-    for p in (model.self_attention.theta.weight, model.spatial_attention.conv.weight):
-        torch.nn.init.normal_(p, std=0.05)
-    save_checkpoint(out / "ckpt.pt", model, CLASSES, default_preprocess(64, k=3))
-    export(out / "ckpt.pt", formats="onnx,pt2", batch="1:4:8", out=out, verbose=False)
-    return out
 
 
 def _place(canvas, img, x, y, h):
@@ -180,7 +162,7 @@ def test_run_sources_writes_jsonl_and_annotated_video(artifacts, two_faces, tmp_
                           video_out=tmp_path / "annotated.avi", log=logs.append)
     lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert summary.results == len(lines) == 2
-    assert any("engine ort" in m and "CPUExecutionProvider" in m for m in logs)
+    assert any("engine hac.onnx on ort/cpu" in m and "CPUExecutionProvider" in m for m in logs)
     cap = cv2.VideoCapture(str(tmp_path / "annotated.avi"))
     frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     ok, first = cap.read()
@@ -213,3 +195,45 @@ def test_cli_faceless_video_exit_0_with_note(artifacts, tmp_path, capsys):
     code, out, err = hac_run([blank, "--model", artifacts / "hac.onnx"], capsys)
     assert code == 0 and out == ""
     assert "no face found in 8 frames" in err
+
+
+def _write_long_face_video(path, n):
+    """Obama's head and shoulders drifting, ``n`` frames of 320×240 MJPG: one face track all along."""
+    face = photo("obama.jpg")
+    s = 520 / face.shape[0]
+    face = cv2.resize(face, (round(face.shape[1] * s), 520), interpolation=cv2.INTER_AREA)
+    cx = face.shape[1] // 2
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (320, 240))
+    for i in range(n):
+        x = cx - 160 + int(15 * np.sin(i / 20))
+        w.write(np.ascontiguousarray(face[20:260, x:x + 320]))
+    w.release()
+
+
+@pytest.mark.slow
+def test_ctrl_c_classifies_the_faces_already_seen(artifacts, tmp_path):
+    """SIGINT mid-file: the open track is closed and classified, its line written, exit 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    video, out = tmp_path / "long.avi", tmp_path / "r.jsonl"
+    n = 1500
+    _write_long_face_video(video, n)
+    exe = Path(sys.executable).with_name("hac-run")
+    proc = subprocess.Popen([str(exe), str(video), "--model", str(artifacts / "hac.onnx"), "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    first = proc.stderr.readline()  # the engine line: the pipeline is running
+    assert "engine hac.onnx on ort/cpu" in first, first
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    err = first + rest
+    assert proc.returncode == 130, err
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 1 and set(lines[0]) == FIELDS  # the track was still open: only the drain emits it
+    assert 0 < lines[0]["frame_end"] < n - 1
+    assert "Ctrl-C: stopping the sources" in err and "interrupted; 1 result(s) written" in err
+    assert "Traceback" not in err

@@ -1,4 +1,11 @@
-"""TensorRT engine: named I/O tensors bound to torch CUDA buffers, ``execute_async_v3`` on its own stream."""
+"""TensorRT engine: named I/O tensors bound to torch CUDA buffers, ``execute_async_v3`` on its own stream.
+
+With ``cuda_graph=True`` each batch bucket (powers of two up to the profile's
+maximum) is captured once into a CUDA graph after one plain run, and replayed
+afterwards: a batch is padded up to its bucket in the bucket's own input buffer,
+so the captured addresses and shapes stay valid (TensorRT's "CUDA Graphs" rule:
+re-capture whenever shapes or addresses change).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +20,7 @@ class TrtEngine(Engine):
 
     kind = "trt"
 
-    def __init__(self, artifact, manifest: dict, device: str = "auto"):
+    def __init__(self, artifact, manifest: dict, device: str = "auto", cuda_graph: bool = False):
         super().__init__(artifact, manifest, device)
         kind, index = parse_device(device)
         if kind == "cpu":
@@ -32,6 +39,14 @@ class TrtEngine(Engine):
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._buffers: dict[int, tuple] = {}
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[int, object] = {}
+        top = self.max_batch or self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]
+        self.buckets = sorted({b for b in (2 ** i for i in range(top.bit_length())) if self.min_batch <= b <= top} | {top})
+
+    @property
+    def providers(self) -> list[str]:
+        return ["tensorrt+cudagraph" if self.cuda_graph else "tensorrt"]
 
     def _buffers_for(self, b: int):
         """(input staging buffer, {output name: tensor}) for batch size ``b``, allocated once."""
@@ -44,17 +59,49 @@ class TrtEngine(Engine):
             self._buffers[b] = (staging, outputs)
         return self._buffers[b]
 
+    def _bind(self, b: int) -> None:
+        staging, outputs = self._buffers_for(b)
+        self.context.set_input_shape(self.input_name, tuple(staging.shape))
+        self.context.set_tensor_address(self.input_name, staging.data_ptr())
+        for name, tensor in outputs.items():
+            self.context.set_tensor_address(name, tensor.data_ptr())
+
+    def _execute(self) -> None:
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise HacFailure(f"{self.artifact.name}: TensorRT execution failed")
+
+    def _graph_for(self, bucket: int):
+        """The CUDA graph of one batch bucket, captured on first use after one plain run."""
+        if bucket not in self._graphs:
+            torch = self._torch
+            self._bind(bucket)
+            self._execute()  # TensorRT finishes its shape-dependent setup outside the capture
+            self.stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self.stream):
+                self._execute()
+            self._graphs[bucket] = graph
+        return self._graphs[bucket]
+
     def infer(self, batch):
         b = self.check_input(batch)
         torch = self._torch
-        staging, outputs = self._buffers_for(b)
         from_numpy = isinstance(batch, np.ndarray)
-        if from_numpy:
+        if not from_numpy and batch.device != torch.device(self.device):
+            raise HacError(f"{self.artifact.name}: input is on {batch.device}, the engine on {self.device}")
+        if self.cuda_graph:
+            logits = self._replay(batch, b)
+        else:
+            logits = self._run(batch, b)
+        return logits.cpu().numpy() if from_numpy else logits.clone()
+
+    def _run(self, batch, b: int):
+        torch = self._torch
+        staging, outputs = self._buffers_for(b)
+        if isinstance(batch, np.ndarray):
             staging.copy_(torch.from_numpy(np.ascontiguousarray(batch)))
             src = staging
         else:
-            if batch.device != torch.device(self.device):
-                raise HacError(f"{self.artifact.name}: input is on {batch.device}, the engine on {self.device}")
             src = batch.contiguous()
         # Our stream waits for whatever produced the input on the caller's stream.
         self.stream.wait_stream(torch.cuda.current_stream(self.device))
@@ -62,12 +109,26 @@ class TrtEngine(Engine):
         self.context.set_tensor_address(self.input_name, src.data_ptr())
         for name, tensor in outputs.items():
             self.context.set_tensor_address(name, tensor.data_ptr())
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise HacFailure(f"{self.artifact.name}: TensorRT execution failed")
+        self._execute()
         self.stream.synchronize()
-        logits = outputs[self.output_name]
-        return logits.cpu().numpy() if from_numpy else logits.clone()
+        return outputs[self.output_name]
+
+    def _replay(self, batch, b: int):
+        torch = self._torch
+        bucket = next(k for k in self.buckets if k >= b)
+        graph = self._graph_for(bucket)
+        staging, outputs = self._buffers_for(bucket)
+        src = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
+            staging[:b].copy_(src)
+            if b < bucket:
+                staging[b:].zero_()
+            graph.replay()
+        self.stream.synchronize()
+        return outputs[self.output_name][:b]
 
     def close(self) -> None:
+        self._graphs.clear()
         self._buffers.clear()
         self.context = self.engine = self.runtime = None

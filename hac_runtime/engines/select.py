@@ -1,0 +1,195 @@
+"""``--engine auto``: open every way this machine can run a model, time each briefly, keep the fastest.
+
+``model`` is one artifact (its format fixes the engine; CUDA and CPU are both
+tried where the backend has both) or an export folder (every artifact in it
+that passed its parity check, optionally of one precision). Candidates that
+cannot start here are skipped with their reason; the choice and the measured
+times come back as ``EngineChoice`` so the caller can say which was taken.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hac_runtime.engines.base import ENGINES, FORMATS, MANIFEST_SCHEMA, load_engine, read_manifest
+from hac_runtime.errors import HacError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class Candidate:
+    artifact: Path
+    engine: str
+    device: str
+    ms: float | None = None  # median time of one batch-1 clip
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.artifact.name} on {self.engine}/{self.device}"
+
+
+@dataclass
+class EngineChoice:
+    engine: object  # the opened Engine
+    chosen: Candidate
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line: what runs, how fast it was, what it beat and what could not start."""
+        c = self.chosen
+        line = f"{c.label}"
+        if c.ms is None:
+            return line + " (the only engine for it here)"
+        others = [o for o in self.candidates if o is not c]
+        beaten = [f"{o.label} {o.ms:.1f} ms" for o in others if o.ms is not None]
+        failed = [f"{o.label}: {o.error}" for o in others if o.error]
+        line += f", fastest at {c.ms:.1f} ms per clip"
+        if beaten:
+            line += f" (vs {'; '.join(beaten)})"
+        if failed:
+            line += f"; skipped {'; '.join(failed)}"
+        return line
+
+
+def _cuda_sides(engine: str) -> bool:
+    """Whether ``engine`` can run on a CUDA GPU here (checked without starting anything heavy)."""
+    if engine == "trt":
+        return True
+    if engine == "ort":
+        try:
+            import onnxruntime
+        except ImportError:
+            return False
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def _devices_for(manifest: dict, engine: str, device: str) -> list[str]:
+    """The devices to try ``engine`` on: the asked one, or for ``auto`` CUDA where possible, else the CPU."""
+    if device != "auto":
+        return [device]
+    if engine == "trt":
+        return ["cuda"]
+    if manifest["format"] == "aoti":
+        return [(manifest.get("builder") or {}).get("device", "cpu")]
+    return ["cuda"] if _cuda_sides(engine) else ["cpu"]
+
+
+def artifacts_in(folder: Path, precision: str | None = None) -> list[Path]:
+    """Artifacts in an export folder whose manifests passed parity (``precision`` filters)."""
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        if path.name.endswith(".failed.json"):
+            continue
+        artifact = path.with_name(path.name[: -len(".json")])
+        try:
+            manifest = read_manifest(artifact)
+        except HacError:
+            continue
+        if manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("format") not in FORMATS:
+            continue
+        if manifest.get("status") != "passed" or not artifact.is_file():
+            continue
+        if precision and manifest.get("precision") != precision:
+            continue
+        found.append(artifact)
+    return found
+
+
+def candidates_for(model, engine: str = "auto", device: str = "auto", precision: str | None = None) -> list[Candidate]:
+    """Every (artifact, engine, device) to try for ``model`` (an artifact or an export folder)."""
+    model = Path(model)
+    if precision is not None and precision not in PRECISIONS:
+        raise HacError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if model.is_dir():
+        artifacts = artifacts_in(model, precision)
+        if not artifacts:
+            what = f"{precision} " if precision else ""
+            raise HacError(f"{model}: no {what}exported artifact that passed its parity check (run hac-export first)")
+    elif not model.exists():
+        raise HacError(f"{model}: model file not found")
+    else:
+        artifacts = [model]
+    out = []
+    for artifact in artifacts:
+        manifest = read_manifest(artifact)
+        native = FORMATS.get(manifest.get("format"), (None, None))[1]
+        if engine not in ("auto", native):
+            if model.is_dir():
+                continue
+            return [Candidate(artifact, engine, device)]  # load_engine says why it cannot
+        out += [Candidate(artifact, native, d) for d in _devices_for(manifest, native, device)]
+    if not out:
+        raise HacError(f"{model}: no artifact in it runs on the {engine} engine")
+    return out
+
+
+def time_engine(engine, seconds: float = 0.5, min_runs: int = 3) -> float:
+    """Median milliseconds of one batch-1 clip (after one untimed call), over ``seconds`` or ``min_runs``."""
+    x = np.zeros((max(1, engine.min_batch), *engine.input_shape[1:]), np.float32)
+    engine.infer(x)
+    times, t_end = [], time.perf_counter() + seconds
+    while len(times) < min_runs or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        engine.infer(x)
+        times.append((time.perf_counter() - t0) * 1e3 / x.shape[0])
+    return float(np.median(times))
+
+
+def _same_model(engines: list) -> None:
+    first = engines[0]
+    for e in engines[1:]:
+        if (e.classes, e.input_shape[1:], e.preprocess) != (first.classes, first.input_shape[1:], first.preprocess):
+            raise HacError(f"{first.artifact.parent}: {first.artifact.name} and {e.artifact.name} are different "
+                           f"models (classes, input or preprocessing differ): keep one model per export folder")
+
+
+def _open(c: Candidate, cuda_graph: bool):
+    return load_engine(c.artifact, engine=c.engine, device=c.device, cuda_graph=cuda_graph and c.engine == "trt")
+
+
+def choose_engine(model, engine: str = "auto", device: str = "auto", precision: str | None = None,
+                  seconds: float = 0.5, cuda_graph: bool = False) -> EngineChoice:
+    """Open ``model`` on the fastest engine available here (or on ``engine`` when named).
+
+    ``cuda_graph``: TensorRT candidates replay CUDA graphs (others are unaffected)."""
+    engine = (engine or "auto").lower()
+    if engine != "auto" and engine not in ENGINES:
+        raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(ENGINES)}")
+    candidates = candidates_for(model, engine, device, precision)
+    if len(candidates) == 1:
+        c = candidates[0]
+        return EngineChoice(_open(c, cuda_graph), c, candidates)
+    opened = []
+    for c in candidates:
+        try:
+            e = _open(c, cuda_graph)
+        except HacError as err:
+            c.error = str(err)
+            continue
+        opened.append((c, e))
+    if not opened:
+        raise HacError(f"{model}: no engine could start here ({'; '.join(c.error for c in candidates)})")
+    try:
+        _same_model([e for _, e in opened])
+        for c, e in opened:
+            c.ms = time_engine(e, seconds)
+    except BaseException:
+        for _, e in opened:
+            e.close()
+        raise
+    best_c, best = min(opened, key=lambda ce: ce[0].ms)
+    for c, e in opened:
+        if e is not best:
+            e.close()
+    return EngineChoice(best, best_c, candidates)
+
