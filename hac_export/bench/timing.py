@@ -2,6 +2,10 @@
 
 Every candidate runs once per round, in a rotating order, so slow drifts of the
 machine (other processes, frequency, first-touch memory) hit all of them alike.
+Between two calls the clock stops for ``settle`` seconds: each runtime keeps its
+own worker threads spinning for a while after a call (ONNX Runtime's intra-op
+pool, OpenMP), and on a 2-core machine they would otherwise steal the cores
+from the next candidate.
 """
 from __future__ import annotations
 
@@ -22,21 +26,24 @@ def warm_up(fn: Callable[[], object], seconds: float, min_calls: int = 2) -> int
 
 def measure_interleaved(fns: dict[str, Callable[[], object]], min_rounds: int = 10, min_seconds: float = 5.0,
                         max_rounds: int = 1000, timer: Callable[[Callable[[], object]], float] | None = None,
-                        on_round: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Per-call seconds of every ``fns`` entry over at least ``min_rounds`` rounds and ``min_seconds`` in all.
+                        on_round: Callable[[int], None] | None = None, settle: float = 0.0) -> dict[str, np.ndarray]:
+    """Per-call seconds of every ``fns`` entry over at least ``min_rounds`` rounds and ``min_seconds`` of calls.
 
     ``timer(fn)`` returns one call's seconds (default: wall clock around the call;
-    GPU runs pass one based on CUDA events).
+    GPU runs pass one based on CUDA events). ``settle``: untimed pause before each call.
     """
     timer = timer or _wall
     names = list(fns)
     times: dict[str, list[float]] = {n: [] for n in names}
-    start = time.perf_counter()
+    busy = 0.0
     rounds = 0
-    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() - start < min_seconds):
+    while rounds < max_rounds and (rounds < min_rounds or busy < min_seconds):
         shift = rounds % len(names)
         for name in names[shift:] + names[:shift]:
+            if settle:
+                time.sleep(settle)
             times[name].append(timer(fns[name]))
+            busy += times[name][-1]
         rounds += 1
         if on_round:
             on_round(rounds)

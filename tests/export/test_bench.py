@@ -52,6 +52,20 @@ def test_measured_rows_are_consistent(bench):
                 assert r["size_mb"] > 0
         fp32 = next(r for r in rows if r["engine"] == "ort" and r["precision"] == "fp32")
         assert fp32["parity"]["max_abs"] < 1e-3 and fp32["parity"]["top1_agree"] == 1.0
+    # % of peak is against the better of the two probes (before and after the timings)
+    assert doc["peak"]["probes"] == 2
+    for r in doc["results"]:
+        if r["status"] == "ok":
+            assert r["peak_fraction"] == pytest.approx(r["gflops"] / doc["peak"]["peak_gflops"], abs=1e-3)
+
+
+def test_best_peak_keeps_each_figure_best():
+    from hac_export.bench.peak import best_peak
+
+    a = {"matmul_gflops": 180.0, "conv_gflops": 200.0, "peak_gflops": 200.0, "how": "x"}
+    b = {"matmul_gflops": 190.0, "conv_gflops": 195.0, "peak_gflops": 195.0, "how": "x"}
+    assert best_peak(a, b) == {"matmul_gflops": 190.0, "conv_gflops": 200.0, "peak_gflops": 200.0, "how": "x",
+                               "probes": 2}
 
 
 def test_trt_unavailable_with_reason(bench):
