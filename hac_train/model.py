@@ -83,7 +83,10 @@ def build_trunk(name: str, pretrained: str | None = None) -> nn.Sequential:
     """
     import torchvision
 
-    net = getattr(torchvision.models, name)(weights=None)
+    # From random weights, each bottleneck block of ResNet50 starts as the identity (its last BN scale 0,
+    # Goyal et al. 2017): without it ResNet50 stayed at chance for 12 epochs on small data (benchmarks/int8.md);
+    # the basic-block ResNet18/34 learn without it and keep torchvision's initialisation.
+    net = getattr(torchvision.models, name)(weights=None, zero_init_residual=not pretrained and name == "resnet50")
     if pretrained:
         from pathlib import Path
 

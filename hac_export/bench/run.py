@@ -28,7 +28,7 @@ CANDIDATES = {
     "torch": [("pt2", "fp32"), ("aoti", "fp32")],
     "trt": [("trt", "fp32"), ("trt", "fp16"), ("trt", "int8")],
 }
-SETTLE_S = 0.02  # untimed pause between timed calls (timing.measure_interleaved)
+SETTLE_S = 0.05  # untimed pause between timed calls (timing.measure_interleaved)
 UNTRAINED_NOTE = ("parity of an untrained model says little (its logits are nearly flat, so top-1 flips easily and INT8 "
                   "especially looks worse than it is): judge INT8 on a trained checkpoint with real --calib clips")
 
