@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from hac_runtime.engines.base import GPU_INSTALL
@@ -63,6 +64,8 @@ def load_aoti_package(path, manifest: dict, device: str):
         raise HacError(f"{path.name}: compiled by AOTInductor for {compiled}, cannot run on {device} "
                        f"(export it again on a {device.split(':')[0]} machine)")
     index = int(device.split(":")[1]) if ":" in device else -1
+    if device == "cpu":  # importing cpp_extension warns "No CUDA runtime is found" on CPU boxes: not news here
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         runner = torch._inductor.aoti_load_package(str(path), device_index=index)
     except Exception as e:  # noqa: BLE001
