@@ -25,7 +25,7 @@ from hac_runtime.faces.detectors import DEFAULT_DETECTOR, DETECTORS
               help="Run the detector every N frames, track landmarks in between.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def prepare_cmd(inputs, out, detector, aligner, size, workers, detect_every, quiet):
-    """Faces from videos, frame folders or images: detect, 68 landmarks, align (§4.2).
+    """Faces from videos, frame folders, image lists (.txt) or images: detect, 68 landmarks, align (§4.2).
 
     Writes OUT/<clip>/NNNNN.png (NNNNN = source frame index) and OUT/faces.jsonl.
     Resumable: clips already done are skipped.
@@ -64,7 +64,8 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: capture and replay a CUDA graph per batch bucket.")
 def run_cmd(sources, model, engine, precision, device, out, video_out, policy, window, stride, detect_every, detector,
             max_batch, cuda_graph):
-    """Classify facial expressions per face track in videos, frame folders, images, cameras (0, 1…) or URLs.
+    """Classify facial expressions per face track in videos, frame folders, image lists (.txt, one path per
+    line), images, cameras (0, 1…) or URLs.
 
     Writes one JSON line per classified clip (CONTRACTS.md "Results line").
     A source that fails is reported on stderr and the others go on. Ctrl-C stops

@@ -1,4 +1,5 @@
-"""Frame sources: video files (OpenCV, PyAV where OpenCV fails), frame folders, single images, cameras and URLs.
+"""Frame sources: video files (OpenCV, PyAV where OpenCV fails), frame folders, image lists, single images,
+cameras and URLs.
 
 ``open_source(x)`` returns a ``FrameSource``: iterate it for ``(frame_index, bgr)``
 with ``bgr`` an ``H×W×3`` uint8 BGR array; grayscale, RGBA and 16-bit or float
@@ -24,6 +25,7 @@ IMAGE_EXTS = frozenset(
     ".png .jpg .jpeg .jpe .bmp .dib .tif .tiff .webp .pgm .ppm .pbm .pnm .pxm .jp2 .exr .hdr .pic .sr .ras .avif .gif"
     .split())
 VIDEO_EXTS = frozenset(".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .wmv .flv .3gp .ogv .ts .mts .m2ts .y4m".split())
+LIST_EXTS = frozenset((".txt", ".lst"))  # image lists: one image path per line
 
 
 def to_bgr8(img: np.ndarray) -> np.ndarray:
@@ -122,20 +124,32 @@ class ImageSource(FrameSource):
         yield 0, self._img
 
 
+def read_image_list(path: Path) -> list[Path]:
+    """The image paths of a list file, one per line (relative to the list's folder; blank lines and # comments skipped)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise HacError(f"{path}: unreadable image list ({type(e).__name__})") from None
+    lines = (line.strip() for line in text.splitlines())
+    return [path.parent / line for line in lines if line and not line.startswith("#")]
+
+
 class FolderSource(FrameSource):
     """A folder of frames (CK+ / Oulu-CASIA style): images in natural name order, index = position."""
 
     kind = "folder"
 
-    def __init__(self, path: Path):
-        files = image_files(path)
+    def __init__(self, path: Path, files: list[Path] | None = None):
+        files = image_files(path) if files is None else files
         if not files:
-            raise HacError(f"{path}: folder holds no image files")
-        super().__init__(path, path.name, None, len(files))
+            raise HacError(f"{path}: {'folder holds no image files' if self.kind == 'folder' else 'lists no image'}")
+        super().__init__(path, path.stem if self.kind == "list" else path.name, None, len(files))
         self.files = files
         self._first = next(((i, img) for i, f in enumerate(files) if (img := read_image(f)) is not None), None)
         if self._first is None:
-            raise HacError(f"{path}: none of its {len(files)} image files can be read")
+            raise HacError(f"{path}: none of its {len(files)} image files can be read" if self.kind == "folder" else
+                           f"{path}: none of the {len(files)} images it lists can be read "
+                           f"(a {path.suffix} source is a list of image paths, one per line)")
 
     def __iter__(self):
         start, img = self._first
@@ -150,6 +164,15 @@ class FolderSource(FrameSource):
         if bad:
             more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
             self.warnings.append(f"{self.path}: skipped {len(bad)} unreadable image(s): {', '.join(bad[:3])}{more}")
+
+
+class ImageListSource(FolderSource):
+    """A text file naming one frame image per line, in order (index = line position among the images)."""
+
+    kind = "list"
+
+    def __init__(self, path: Path):
+        super().__init__(path, read_image_list(path))
 
 
 class VideoSource(FrameSource):
@@ -282,7 +305,8 @@ def _reason(e: Exception) -> str:
 
 
 def open_source(source) -> FrameSource:
-    """A ``FrameSource`` for a video file, a frame folder, an image file, a camera index or a stream URL."""
+    """A ``FrameSource`` for a video file, a frame folder, an image list (.txt/.lst), an image file, a camera
+    index or a stream URL."""
     if isinstance(source, FrameSource):
         return source
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit() and not Path(source).exists()):
@@ -299,6 +323,8 @@ def open_source(source) -> FrameSource:
         raise HacError(f"{path}: not a regular file")
     if os.path.getsize(path) == 0:
         raise HacError(f"{path}: empty file")
+    if path.suffix.lower() in LIST_EXTS:
+        return ImageListSource(path)
     import cv2
 
     if path.suffix.lower() not in VIDEO_EXTS and cv2.haveImageReader(str(path)):

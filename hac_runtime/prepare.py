@@ -35,7 +35,7 @@ import numpy as np
 from hac_runtime.atomic import atomic_path
 from hac_runtime.errors import HacError, HacFailure
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR
-from hac_runtime.media import VIDEO_EXTS, image_files, natural_key, open_source
+from hac_runtime.media import LIST_EXTS, VIDEO_EXTS, image_files, natural_key, open_source, read_image_list
 
 FORMAT = "hac-prepare/1"
 MARKER = ".done.json"
@@ -327,6 +327,11 @@ def estimated_frames(source) -> int:
     p = Path(source)
     if p.is_dir():
         return len(image_files(p))
+    if p.suffix.lower() in LIST_EXTS:
+        try:
+            return len(read_image_list(p))
+        except HacError:
+            return 1  # opening it says what is wrong
     if p.suffix.lower() not in VIDEO_EXTS:
         return 1
     import cv2

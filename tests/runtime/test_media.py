@@ -95,6 +95,23 @@ def test_bad_folders_are_refused(tmp_path):
         open_source(bad)
 
 
+def test_image_list_in_its_own_order(tmp_path, astronaut):
+    folder = tmp_path / "seq"
+    write_face_frames(folder, astronaut, n_frames=4, size=(160, 120), pattern="img{}.png")
+    listed = tmp_path / "clip.txt"
+    listed.write_text("# frames, in play order\nseq/img3.png\n\nseq/img1.png\nseq/missing.png\n"
+                      f"{folder / 'img0.png'}\n")
+    src, frames = frames_of(listed)
+    assert src.kind == "list" and src.name == "clip" and src.frame_count == 4
+    assert [i for i, _ in frames] == [0, 1, 3]  # the missing file leaves its index unused
+    np.testing.assert_array_equal(frames[0][1], cv2.imread(str(folder / "img3.png")))
+    np.testing.assert_array_equal(frames[2][1], cv2.imread(str(folder / "img0.png")))
+    assert "skipped 1 unreadable image(s): missing.png" in src.warnings[0]
+    (tmp_path / "empty.lst").write_text("# nothing\n")
+    with pytest.raises(HacError, match="empty.lst: lists no image"):
+        open_source(tmp_path / "empty.lst")
+
+
 # ---- videos ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("ext", [".mp4", ".avi"])
 def test_video_frames_fps_and_count(ext, tmp_path, astronaut):
@@ -164,7 +181,7 @@ def test_unusable_files_are_refused_with_one_line(tmp_path, astronaut):
     (tmp_path / "fake.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     cv2.VideoWriter(str(tmp_path / "zero.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()  # no frames
     cases = {"zero.avi": "no frame decodes","half.mp4": "not an image or video that can be decoded", "empty.mp4": "empty file",
-             "notes.txt": "not an image or video that can be decoded", "missing.avi": "no such file or folder",
+             "notes.txt": "none of the 50 images it lists can be read .a .txt source is a list of image paths", "missing.avi": "no such file or folder",
              "fake.jpg": "not an image or video that can be decoded|unreadable or damaged image"}
     for name, msg in cases.items():
         with pytest.raises(HacError, match=msg) as e:
