@@ -4,7 +4,8 @@ With ``cuda_graph=True`` each batch bucket (powers of two up to the profile's
 maximum) is captured once into a CUDA graph after one plain run, and replayed
 afterwards: a batch is padded up to its bucket in the bucket's own input buffer,
 so the captured addresses and shapes stay valid (TensorRT's "CUDA Graphs" rule:
-re-capture whenever shapes or addresses change).
+re-capture whenever shapes or addresses change); each bucket's graph has its own
+execution context.
 """
 from __future__ import annotations
 
@@ -59,29 +60,31 @@ class TrtEngine(Engine):
             self._buffers[b] = (staging, outputs)
         return self._buffers[b]
 
-    def _bind(self, b: int) -> None:
-        staging, outputs = self._buffers_for(b)
-        self.context.set_input_shape(self.input_name, tuple(staging.shape))
-        self.context.set_tensor_address(self.input_name, staging.data_ptr())
-        for name, tensor in outputs.items():
-            self.context.set_tensor_address(name, tensor.data_ptr())
-
-    def _execute(self) -> None:
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
+    def _execute(self, context=None) -> None:
+        if not (context or self.context).execute_async_v3(self.stream.cuda_stream):
             raise HacFailure(f"{self.artifact.name}: TensorRT execution failed")
 
     def _graph_for(self, bucket: int):
-        """The CUDA graph of one batch bucket, captured on first use after one plain run."""
+        """The CUDA graph of one batch bucket, captured on first use after one plain run.
+
+        Each graph gets its own execution context: a captured graph fixes its context's shapes and
+        addresses, and re-binding a shared context for another bucket could change what it reads.
+        """
         if bucket not in self._graphs:
             torch = self._torch
-            self._bind(bucket)
-            self._execute()  # TensorRT finishes its shape-dependent setup outside the capture
+            staging, outputs = self._buffers_for(bucket)
+            context = self.engine.create_execution_context()
+            context.set_input_shape(self.input_name, tuple(staging.shape))
+            context.set_tensor_address(self.input_name, staging.data_ptr())
+            for name, tensor in outputs.items():
+                context.set_tensor_address(name, tensor.data_ptr())
+            self._execute(context)  # TensorRT finishes its shape-dependent setup outside the capture
             self.stream.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, stream=self.stream):
-                self._execute()
-            self._graphs[bucket] = graph
-        return self._graphs[bucket]
+                self._execute(context)
+            self._graphs[bucket] = (graph, context)
+        return self._graphs[bucket][0]
 
     def infer(self, batch):
         b = self.check_input(batch)
