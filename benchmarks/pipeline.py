@@ -30,12 +30,13 @@ def make_video(path: Path, frames: int) -> None:
 
 def artifact(work: Path, precision: str) -> Path:
     from hac_export.api import export
-    from hac_export.bench.run import default_checkpoint, default_clips
+    from hac_export.bench.run import default_checkpoint
+    from hac_export.parity_inputs import synthetic_clips
 
     name = {"fp32": "hac.onnx", "fp16": "hac.fp16.onnx", "int8": "hac.int8.onnx"}[precision]
     if not (work / name).exists():
         ckpt = default_checkpoint(work)
-        calib = default_clips(work, 224)
+        calib = synthetic_clips(work, 224)
         export(ckpt, formats="onnx", int8=precision == "int8", fp16=precision == "fp16", calib=calib,
                batch="1:8:8", out=work, verbose=False)
     return work / name

@@ -1,32 +1,39 @@
-"""Parity of an artifact with eager FP32 PyTorch on the same inputs (Polygraphy-like).
+"""Parity of an artifact with eager FP32 PyTorch on the same real clips (Polygraphy-like).
 
-Each artifact runs at batch 1 (the first few samples one by one; a TensorRT
-profile's minimum if higher) and at its largest batch (all samples, in full
-batches; the last one filled by wrapping around); the reference is the eager FP32
-model on the CPU. Per batch size and overall: ``max_abs`` (largest absolute
-logit error), ``max_rel`` (``max_abs`` over the largest reference logit
-magnitude), ``cosine_min`` (lowest per-sample cosine similarity of the logit
-vectors), ``top1_agree`` (share of samples with the same arg-max) and ``n``.
+Each artifact runs every clip at batch 1 (a TensorRT profile's minimum if
+higher) and again in full batches of its largest batch (the last one filled by
+wrapping around); the reference is the eager FP32 model on the CPU. Per batch
+size, and overall as the worst of them:
 
-Tolerances, by precision:
+* ``max_abs``: the largest absolute logit error;
+* ``max_rel``: ``max_abs`` over the largest reference logit magnitude;
+* ``logit_err_rel``: ``max_abs`` over the reference's logit range (its largest
+  minus its smallest logit over all clips) — how far a logit moved, measured in
+  the spread the classifier decides with;
+* ``cosine_min``: the lowest per-clip cosine similarity of the logit vectors
+  (whether the logits still point the same way);
+* ``top1_agree``: share of clips with the same arg-max; ``n``: clips.
 
-* ``fp32``: every logit within ``atol + rtol·|ref|`` (1e-4 each) and full top-1 agreement;
-  ``fp32-gpu`` (FP32 artifacts run on CUDA, where convolutions may use TF32) 1e-3.
-* ``fp16``: ``cosine_min >= 0.999``.
-* ``int8``: ``top1_agree >= 0.98`` — judged on real clips (``--calib``) of a trained model; plus the
-  accuracy change where the clips carry labels.
+``passed`` only when every figure is inside the precision's tolerance
+(``TOLERANCES``, one table): top-1 alone can agree while the logits point
+elsewhere (cosine 0.39 with top-1 1.0 was seen), so reduced precisions are
+bounded by cosine and by the relative logit error as well.
 """
 from __future__ import annotations
 
 import numpy as np
 
+
+#: precision → bounds; every key present is checked (``atol``/``rtol``: every logit within atol + rtol·|ref|).
 TOLERANCES = {
-    "fp32": {"atol": 1e-4, "rtol": 1e-4, "top1_agree_min": 1.0},
-    "fp32-gpu": {"atol": 1e-3, "rtol": 1e-3, "top1_agree_min": 1.0},
-    "fp16": {"cosine_min": 0.999},
-    "int8": {"top1_agree_min": 0.98},
+    "fp32": {"atol": 1e-4, "rtol": 1e-4, "cosine_min": 0.99999, "top1_agree_min": 1.0},
+    # FP32 artifacts run on CUDA, where convolutions may use TF32.
+    "fp32-gpu": {"atol": 1e-3, "rtol": 1e-3, "cosine_min": 0.9999, "top1_agree_min": 1.0},
+    "fp16": {"cosine_min": 0.999, "logit_err_rel_max": 0.02, "top1_agree_min": 0.98},
+    "bf16": {"cosine_min": 0.999, "logit_err_rel_max": 0.05, "top1_agree_min": 0.95},
+    "int8": {"cosine_min": 0.99, "logit_err_rel_max": 0.10, "top1_agree_min": 0.95},
 }
-BATCH1_SAMPLES = 4
+METRICS = ("max_abs", "max_rel", "logit_err_rel", "cosine_min", "top1_agree")
 
 
 def tolerance_for(precision: str, device: str = "cpu", override: dict | None = None) -> dict:
@@ -37,15 +44,21 @@ def tolerance_for(precision: str, device: str = "cpu", override: dict | None = N
     return {"name": name, **tol}
 
 
-def compare(ref: np.ndarray, out: np.ndarray, tol: dict) -> dict:
-    """Metrics of ``out`` against ``ref`` (both ``(n, classes)``) and the verdict under ``tol``."""
+def compare(ref: np.ndarray, out: np.ndarray, tol: dict, logit_range: float | None = None) -> dict:
+    """Metrics of ``out`` against ``ref`` (both ``(n, classes)``) and the verdict under ``tol``.
+
+    ``logit_range`` defaults to ``ref``'s own (max − min); pass the whole reference's when ``ref`` is a part."""
     ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
     diff = np.abs(out - ref)
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
     cos = np.where(norms > 0, (ref * out).sum(1) / np.maximum(norms, 1e-300), 1.0)
+    if not np.isfinite(out).all():
+        diff, cos = np.full_like(diff, np.inf), np.full_like(cos, -1.0)
+    spread = float(ref.max() - ref.min()) if logit_range is None else float(logit_range)
     metrics = {
         "max_abs": float(diff.max()),
         "max_rel": float(diff.max() / max(float(np.abs(ref).max()), 1e-12)),
+        "logit_err_rel": float(diff.max() / max(spread, 1e-12)),
         "cosine_min": float(cos.min()),
         "top1_agree": float((ref.argmax(1) == out.argmax(1)).mean()),
         "n": int(len(ref)),
@@ -55,6 +68,9 @@ def compare(ref: np.ndarray, out: np.ndarray, tol: dict) -> dict:
         excess = diff - (tol["atol"] + tol["rtol"] * np.abs(ref))
         if (excess > 0).any():
             failures.append(f"max_abs {metrics['max_abs']:.3g} exceeds atol {tol['atol']:g} + rtol {tol['rtol']:g}·|ref|")
+    if "logit_err_rel_max" in tol and metrics["logit_err_rel"] > tol["logit_err_rel_max"]:
+        failures.append(f"logit_err_rel {metrics['logit_err_rel']:.3g} > {tol['logit_err_rel_max']:g} "
+                        f"(max_abs {metrics['max_abs']:.3g} of a {spread:.3g} logit range)")
     if "cosine_min" in tol and metrics["cosine_min"] < tol["cosine_min"]:
         failures.append(f"cosine_min {metrics['cosine_min']:.6f} < {tol['cosine_min']}")
     if "top1_agree_min" in tol and metrics["top1_agree"] < tol["top1_agree_min"]:
@@ -82,18 +98,22 @@ def reference_logits(model, x: np.ndarray, batch: int = 8) -> np.ndarray:
 
 def check_parity(engine, x: np.ndarray, ref: np.ndarray, max_batch: int, tol: dict,
                  labels: np.ndarray | None = None, min_batch: int = 1) -> dict:
-    """Run ``engine`` at batch ``min_batch`` (1 unless a TensorRT profile starts higher) and ``max_batch`` on
-    ``x``; compare with ``ref``; return the parity record."""
-    n1 = min(BATCH1_SAMPLES, len(x))
-    out1 = run_batches(engine.infer, x[:n1], min_batch)
-    out_max = run_batches(engine.infer, x, max_batch)
-    batches = [{"batch": min_batch, **compare(ref[:n1], out1, tol)},
-               {"batch": max_batch, **compare(ref, out_max, tol)}]
-    overall = compare(np.concatenate([ref[:n1], ref]), np.concatenate([out1, out_max]), tol)
-    record = {**overall, "tolerance": tol, "batches": batches}
+    """Run ``engine`` over every clip of ``x`` at batch ``min_batch`` and at ``max_batch``; compare with ``ref``.
+
+    The record: per batch size the metrics and verdict (``batches``), overall the worst figure of each
+    (``passed`` only when every batch size passed), the tolerance, and the accuracy change where labels exist.
+    """
+    spread = float(np.max(ref) - np.min(ref))
+    sizes = [min_batch] if min_batch == max_batch else [min_batch, max_batch]
+    outs = {b: run_batches(engine.infer, x, b) for b in sizes}
+    batches = [{"batch": b, **compare(ref, outs[b], tol, spread)} for b in sizes]
+    worst = {m: (min if m in ("cosine_min", "top1_agree") else max)(r[m] for r in batches) for m in METRICS}
+    failures = [f"batch {r['batch']}: {f}" for r in batches for f in r["failures"]]
+    record = {**worst, "n": int(len(x)), "logit_range": spread, "passed": not failures, "failures": failures,
+              "tolerance": tol, "batches": batches}
     if labels is not None and (labels >= 0).any():
         known = labels >= 0
         eager = float((ref[known].argmax(1) == labels[known]).mean())
-        artifact = float((out_max[known].argmax(1) == labels[known]).mean())
+        artifact = float((outs[max_batch][known].argmax(1) == labels[known]).mean())
         record["accuracy"] = {"eager": eager, "artifact": artifact, "change": artifact - eager, "n": int(known.sum())}
     return record

@@ -111,8 +111,21 @@ def build_trunk(name: str, pretrained: str | None = None) -> nn.Sequential:
     return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
 
 
+def log_sigmoid(z: torch.Tensor) -> torch.Tensor:
+    """log σ(z) = min(z, 0) − log(1 + e^−|z|), finite for every z in any runtime.
+
+    The normalised attention weights of eq. 3 and eq. 6, α^i / Σ_j α^j, equal
+    softmax_i(log σ(z_i)). Dividing the sigmoids themselves is ill-conditioned
+    once every σ saturates towards 0 (z ≪ 0, α ~ 1e-10): numerator and
+    denominator are both tiny and PyTorch and ONNX Runtime round them
+    differently. Written out from elementary ops (rather than
+    ``F.logsigmoid``) so that every exporter writes the same stable graph.
+    """
+    return torch.clamp(z, max=0.0) - torch.log1p(torch.exp(-z.abs()))
+
+
 class SelfAttention(nn.Module):
-    """Eq. 2–3: per-frame weight α^i = σ(θᵀT^i) and the clip feature Σα^iT^i / Σα^i."""
+    """Eq. 2–3: per-frame weight α^i = σ(θᵀT^i) and the clip feature Σα^iT^i / Σα^i (as a softmax of log α)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -124,13 +137,15 @@ class SelfAttention(nn.Module):
 
     def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # t: (B, k, C)
-        alpha = torch.sigmoid(self.theta(t)).squeeze(-1)  # (B, k), eq. 2
-        fused = (alpha.unsqueeze(-1) * t).sum(1) / alpha.sum(1, keepdim=True)  # (B, C), eq. 3
+        z = self.theta(t).squeeze(-1)  # (B, k)
+        alpha = torch.sigmoid(z)  # eq. 2, kept for visualisation
+        weights = torch.softmax(log_sigmoid(z), dim=1)  # α^i / Σ_j α^j, normalised in log space
+        fused = (weights.unsqueeze(-1) * t).sum(1)  # (B, C), eq. 3
         return alpha, fused
 
 
 class SpatialAttention(nn.Module):
-    """Eq. 5–6: ω = σ(conv3×3(avgpool1×1(F))) per location, then Σ_p ωF / Σ_p ω."""
+    """Eq. 5–6: ω = σ(conv3×3(avgpool1×1(F))) per location, then Σ_p ωF / Σ_p ω (as a softmax of log ω)."""
 
     def __init__(self):
         super().__init__()
@@ -141,9 +156,11 @@ class SpatialAttention(nn.Module):
     def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # f: (N, C, h, w)
         pooled = f.mean(dim=1, keepdim=True)  # 1×1 average pooling across channels
-        omega = torch.sigmoid(self.conv(pooled))  # (N, 1, h, w), eq. 5
-        fused = (omega * f).sum((2, 3)) / omega.sum((2, 3))  # (N, C), eq. 6
-        return omega.squeeze(1), fused
+        z = self.conv(pooled).flatten(1)  # (N, h·w)
+        omega = torch.sigmoid(z)  # eq. 5, kept for the heat maps
+        weights = torch.softmax(log_sigmoid(z), dim=1)  # ω(p) / Σ_p ω(p), normalised in log space
+        fused = (f.flatten(2) * weights.unsqueeze(1)).sum(2)  # (N, C), eq. 6
+        return omega.view(f.shape[0], *f.shape[2:]), fused
 
 
 class HACNet(nn.Module):
@@ -211,4 +228,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["HACConfig", "HACNet", "SelfAttention", "SpatialAttention", "build_trunk", "count_parameters"]
+__all__ = ["HACConfig", "HACNet", "SelfAttention", "SpatialAttention", "build_trunk", "count_parameters", "log_sigmoid"]

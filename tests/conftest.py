@@ -5,6 +5,19 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hac_cache(tmp_path_factory):
+    """The parity clips hac-export builds without --calib go to a per-session cache, never to ~/.cache."""
+    path = tmp_path_factory.mktemp("hac-cache")
+    old = os.environ.get("HAC_CACHE")
+    os.environ["HAC_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("HAC_CACHE", None)
+    else:
+        os.environ["HAC_CACHE"] = old
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `gpu` tests, with the reason, where there is no CUDA device."""
     try:

@@ -18,7 +18,9 @@ import numpy as np
 
 from hac_export.bench.flops import clip_flops
 from hac_export.bench.timing import measure_interleaved, percentiles_ms, warm_up
+from hac_export.parity_inputs import synthetic_clips
 from hac_runtime import __version__
+from hac_runtime.engines.base import parity_figures
 from hac_runtime.errors import HacError, HacFailure
 
 ENGINE_CHOICES = ("trt", "ort", "torch")
@@ -121,25 +123,8 @@ def default_checkpoint(folder: Path) -> Path:
     return path
 
 
-def default_clips(folder: Path, image_size: int, clips: int = 16, log=print) -> Path:
-    """``hac-synth`` clips (real photos warped into expressions) prepared by ``hac-prepare``: real aligned faces."""
-    from hac_runtime.prepare import prepare
-    from hac_train.synth import synthesize
-
-    aligned = folder / f"synth-aligned-{image_size}"
-    if aligned.is_dir() and any(aligned.rglob("*.png")):
-        return aligned
-    raw = folder / "synth"
-    log(f"hac-bench: making {clips} synthetic clips for calibration and parity ({raw})")
-    summary = synthesize(raw, clips=clips, seed=0, progress=False)
-    videos = sorted(p for p in raw.rglob("*.mp4"))
-    # keep the class in the clip folder name so INT8 accuracy can be reported per label
-    prepare(videos, aligned, size=image_size, progress=False)
-    del summary
-    return aligned
-
-
-def _export(candidates: list[Candidate], ckpt: Path, calib: Path, batch_max: int, out: Path, log) -> None:
+def _export(candidates: list[Candidate], ckpt: Path, calib: Path, batch_max: int, out: Path, log,
+            tolerances: dict | None = None) -> None:
     """Export each candidate (grouped by format so fp16/int8 reuse the FP32 ONNX); fill status, path, parity."""
     from hac_export.api import export
 
@@ -152,7 +137,8 @@ def _export(candidates: list[Candidate], ckpt: Path, calib: Path, batch_max: int
         log(f"hac-bench: exporting {fmt} ({', '.join(sorted(precisions))})")
         try:
             report = export(ckpt, formats=fmt, fp16="fp16" in precisions, int8="int8" in precisions,
-                            calib=calib, batch=f"1:{batch_max}:{batch_max}", out=out, verbose=False)
+                            calib=calib, batch=f"1:{batch_max}:{batch_max}", out=out, tolerances=tolerances,
+                            verbose=False)
             artifacts = report.artifacts
         except HacFailure as e:
             report = getattr(e, "report", None)
@@ -177,8 +163,9 @@ def _export(candidates: list[Candidate], ckpt: Path, calib: Path, batch_max: int
                 continue
             a = made[0]
             c.path, c.parity = Path(a["path"]), a["parity"]
-            if a["status"] != "passed":
-                c.status, c.reason = "parity failed", "; ".join(a["parity"].get("failures", []))
+            if a["status"] != "passed":  # never timed: its numbers are not the model's
+                c.status = "parity failed"
+                c.reason = f"parity failed ({parity_figures(a['parity'])}): {'; '.join(a['parity']['failures'])}"
 
 
 def _availability(candidates: list[Candidate]) -> None:
@@ -198,8 +185,11 @@ def _availability(candidates: list[Candidate]) -> None:
 
 
 def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_path=None, plot=None, out=None,
-              seconds: float = 5.0, warmup: float = 2.0, log=None, verbose: bool = True) -> dict:
-    """Benchmark engines against eager PyTorch; returns the bench document (CONTRACTS.md "Bench JSON")."""
+              seconds: float = 5.0, warmup: float = 2.0, log=None, verbose: bool = True,
+              tolerances: dict | None = None) -> dict:
+    """Benchmark engines against eager PyTorch; returns the bench document (CONTRACTS.md "Bench JSON").
+
+    ``tolerances`` overrides parity tolerances per precision (as in ``hac_export.api.export``)."""
     import torch
 
     from hac_export.bench.peak import best_peak, measure_cpu_peak, measure_gpu_peak
@@ -230,7 +220,7 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     k, size = pre["k"], pre["image_size"]
     trained = bool(ckpt.get("train", {}).get("epoch"))
     if calib is None:
-        calib = default_clips(out, size, log=log)
+        calib = synthetic_clips(out, size, log=lambda m: log(f"hac-bench: {m}"))
         inputs = "hac-synth clips (synthetic expressions from real photos), aligned by hac-prepare"
     else:
         calib = Path(calib)
@@ -242,7 +232,7 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     x = clipset.x
     candidates = [Candidate(e, f, p) for e in engines for f, p in CANDIDATES[e]]
     _availability(candidates)
-    _export(candidates, ckpt_path, calib, max(batches), out, log)
+    _export(candidates, ckpt_path, calib, max(batches), out, log, tolerances)
 
     log(f"hac-bench: measuring peak and FLOPs on {machine['gpu'] or machine['cpu']}")
     probe_peak = measure_gpu_peak if on_gpu else measure_cpu_peak
@@ -255,11 +245,11 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     eager_layout = _pick_eager_layout(eager_model, x[:1], device, warmup)
     eager_desc = f"eager PyTorch FP32, inference_mode, {eager_layout}" + (", CUDA" if on_gpu else ", CPU")
 
-    runnable = [c for c in candidates if c.status in ("ok", "parity failed") and c.path is not None]
+    runnable = [c for c in candidates if c.status == "ok" and c.path is not None]
     for c in runnable:
         try:
             dev = "cuda" if (on_gpu and c.engine in ("trt", "torch")) else ("cuda" if on_gpu and c.engine == "ort" else "cpu")
-            c.runner = load_engine(c.path, c.engine, dev, manifest=_manifest(c.path))
+            c.runner = load_engine(c.path, c.engine, dev)
         except HacError as e:
             c.status, c.reason = "unavailable", str(e)
     runnable = [c for c in runnable if c.runner is not None]
@@ -320,12 +310,6 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     if plot:
         write_plot(plot, doc)
     return doc
-
-
-def _manifest(path: Path) -> dict:
-    from hac_runtime.engines.base import read_manifest
-
-    return read_manifest(path)
 
 
 def _pick_eager_layout(model, x1: np.ndarray, device, warmup: float) -> str:

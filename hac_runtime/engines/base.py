@@ -72,9 +72,7 @@ def check_manifest(manifest: dict, artifact, require_passed: bool = True, verify
     if missing:
         raise HacError(f"{where}: not a HAC manifest (lacks {', '.join(missing)})")
     if require_passed and manifest["status"] != "passed":
-        parity = manifest.get("parity") or {}
-        why = "; ".join(parity.get("failures", [])) or f"status {manifest['status']!r}"
-        raise HacError(f"{artifact.name}: refused, it failed its parity check at export ({why})")
+        raise HacError(f"{artifact.name}: refused, {parity_verdict(manifest)}")
     fmt = manifest["format"]
     if fmt not in FORMATS:
         raise HacError(f"{where}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -101,6 +99,23 @@ def check_manifest(manifest: dict, artifact, require_passed: bool = True, verify
             raise HacError(f"{artifact}: does not match its manifest {where} (size or sha256 differs; "
                            f"the manifest describes {facts.get('file')!r}): re-export it")
     return manifest
+
+
+def parity_figures(parity: dict) -> str:
+    """``max_abs 1.87, cosine 0.3900, top-1 1.000``: the figures every parity verdict quotes."""
+    return (f"max_abs {parity.get('max_abs', float('nan')):.3g}, cosine {parity.get('cosine_min', float('nan')):.4f}, "
+            f"top-1 {parity.get('top1_agree', float('nan')):.3f}")
+
+
+def parity_verdict(manifest: dict) -> str:
+    """``failed parity at export (max_abs 1.87, cosine 0.3900, top-1 1.000: batch 1: cosine_min …)``."""
+    parity = manifest.get("parity") or {}
+    if manifest.get("status") == "passed":
+        return "passed parity"
+    if "max_abs" not in parity:
+        return f"not checked for parity (status {manifest.get('status')!r})"
+    why = "; ".join(parity.get("failures", []))
+    return f"failed parity at export ({parity_figures(parity)}" + (f": {why})" if why else ")")
 
 
 def parse_device(device: str) -> tuple[str, int | None]:
@@ -176,20 +191,20 @@ class Engine:
 
 
 def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: dict | None = None,
-                cuda_graph: bool = False) -> Engine:
+                cuda_graph: bool = False, require_passed: bool = True) -> Engine:
     """Open ``artifact`` on ``engine`` (``auto``: the one that runs its format) and ``device``.
 
-    ``manifest`` defaults to ``<artifact>.json``, which must have passed parity;
-    passing one explicitly (hac-export does, before publishing) skips that check.
-    ``cuda_graph``: TensorRT only, replay one CUDA graph per batch bucket.
+    ``manifest`` defaults to ``<artifact>.json``. The manifest must say the artifact passed parity
+    unless ``require_passed=False`` — only for a caller that judges it itself (hac-export, before
+    publishing). ``cuda_graph``: TensorRT only, replay one CUDA graph per batch bucket.
     """
     artifact = Path(artifact)
     if not artifact.exists():
         raise HacError(f"{artifact}: model file not found")
     if not artifact.is_file():
         raise HacError(f"{artifact}: not a file")
-    explicit = manifest is not None
-    manifest = check_manifest(manifest if explicit else read_manifest(artifact), artifact, require_passed=not explicit)
+    manifest = check_manifest(manifest if manifest is not None else read_manifest(artifact), artifact,
+                              require_passed=require_passed)
     fmt = manifest["format"]
     native = FORMATS[fmt][1]
     engine = (engine or "auto").lower()

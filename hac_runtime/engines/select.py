@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hac_runtime.engines.base import ENGINES, FORMATS, MANIFEST_SCHEMA, load_engine, read_manifest
+from hac_runtime.engines.base import ENGINES, FORMATS, MANIFEST_SCHEMA, load_engine, parity_verdict, read_manifest
 from hac_runtime.errors import HacError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+PARITY_FILE = "parity.json"  #: the verdicts of one export folder, and the checkpoint it belongs to
 
 
 @dataclass
@@ -38,21 +39,24 @@ class EngineChoice:
     engine: object  # the opened Engine
     chosen: Candidate
     candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  #: artifacts of the folder left out, with the reason
 
     def describe(self) -> str:
-        """One line: what runs, how fast it was, what it beat and what could not start."""
+        """One line: what runs, how fast it was, what it beat, what could not start and what was left out."""
         c = self.chosen
-        line = f"{c.label}"
-        if c.ms is None:
-            return line + " (the only engine for it here)"
         others = [o for o in self.candidates if o is not c]
-        beaten = [f"{o.label} {o.ms:.1f} ms" for o in others if o.ms is not None]
         failed = [f"{o.label}: {o.error}" for o in others if o.error]
-        line += f", fastest at {c.ms:.1f} ms per clip"
-        if beaten:
-            line += f" (vs {'; '.join(beaten)})"
+        beaten = [f"{o.label} {o.ms:.1f} ms" for o in others if o.ms is not None]
+        if c.ms is None and not failed:
+            line = f"{c.label} (the only engine for it here)"
+        elif c.ms is None:
+            line = f"{c.label} (the only one that started)"
+        else:
+            line = f"{c.label}, fastest at {c.ms:.1f} ms per clip" + (f" (vs {'; '.join(beaten)})" if beaten else "")
         if failed:
-            line += f"; skipped {'; '.join(failed)}"
+            line += f"; could not start {'; '.join(failed)}"
+        if self.skipped:
+            line += f"; skipped {'; '.join(map(str, self.skipped))}"
         return line
 
 
@@ -84,11 +88,37 @@ def _devices_for(manifest: dict, engine: str, device: str) -> list[str]:
     return ["cuda"] if _cuda_sides(engine) else ["cpu"]
 
 
-def artifacts_in(folder: Path, precision: str | None = None) -> list[Path]:
-    """Artifacts in an export folder whose manifests passed parity (``precision`` filters)."""
-    found = []
+@dataclass
+class Skipped:
+    """An artifact of an export folder that ``--engine auto`` did not consider, and why."""
+
+    name: str
+    reason: str
+
+    def __str__(self):
+        return f"{self.name}: {self.reason}"
+
+
+def folder_checkpoint(folder: Path) -> str | None:
+    """The checkpoint SHA-256 an export folder belongs to: the one its ``parity.json`` names (None without one)."""
+    import json
+
+    try:
+        doc = json.loads((folder / PARITY_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return doc.get("source_sha256") if isinstance(doc, dict) else None
+
+
+def scan_folder(folder: Path, precision: str | None = None) -> tuple[list[Path], list[Skipped]]:
+    """Artifacts of an export folder that passed parity and belong to its checkpoint, and what was left out.
+
+    An export folder holds one checkpoint's artifacts: those whose ``source_sha256`` differs from the
+    folder's ``parity.json`` (a stale or foreign export) are left out; without a ``parity.json``, artifacts
+    of different checkpoints are refused."""
+    found, skipped, sources = [], [], {}
     for path in sorted(folder.glob("*.json")):
-        if path.name.endswith(".failed.json"):
+        if path.name == PARITY_FILE:
             continue
         artifact = path.with_name(path.name[: -len(".json")])
         try:
@@ -96,25 +126,51 @@ def artifacts_in(folder: Path, precision: str | None = None) -> list[Path]:
         except HacError:
             continue
         if manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("format") not in FORMATS:
-            continue
-        if manifest.get("status") != "passed" or not artifact.is_file():
-            continue
+            continue  # some other JSON file
         if precision and manifest.get("precision") != precision:
             continue
+        if manifest.get("status") != "passed":
+            skipped.append(Skipped(artifact.name, parity_verdict(manifest)))
+            continue
+        if not artifact.is_file():
+            skipped.append(Skipped(artifact.name, "model file missing beside its manifest"))
+            continue
         found.append(artifact)
-    return found
+        sources[artifact] = manifest.get("source_sha256")
+    own = folder_checkpoint(folder)
+    if own is not None:
+        for artifact in [a for a in found if sources[a] != own]:
+            found.remove(artifact)
+            skipped.append(Skipped(artifact.name, f"exported from another checkpoint (source_sha256 "
+                                                  f"{str(sources[artifact])[:12]}…, the folder's {PARITY_FILE} "
+                                                  f"names {own[:12]}…)"))
+    elif len(set(sources.values())) > 1:
+        raise HacError(f"{folder}: holds artifacts of {len(set(sources.values()))} different checkpoints and no "
+                       f"{PARITY_FILE} to tell which is current: export each checkpoint into its own folder")
+    return found, skipped
 
 
-def candidates_for(model, engine: str = "auto", device: str = "auto", precision: str | None = None) -> list[Candidate]:
-    """Every (artifact, engine, device) to try for ``model`` (an artifact or an export folder)."""
+def artifacts_in(folder: Path, precision: str | None = None) -> list[Path]:
+    """Artifacts in an export folder that passed parity and belong to its checkpoint (``precision`` filters)."""
+    return scan_folder(folder, precision)[0]
+
+
+def candidates_for(model, engine: str = "auto", device: str = "auto", precision: str | None = None,
+                   skipped: list | None = None) -> list[Candidate]:
+    """Every (artifact, engine, device) to try for ``model`` (an artifact or an export folder).
+
+    ``skipped``, when given, receives the folder's artifacts that were left out, with the reason."""
     model = Path(model)
     if precision is not None and precision not in PRECISIONS:
         raise HacError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     if model.is_dir():
-        artifacts = artifacts_in(model, precision)
+        artifacts, left_out = scan_folder(model, precision)
+        if skipped is not None:
+            skipped.extend(left_out)
         if not artifacts:
             what = f"{precision} " if precision else ""
-            raise HacError(f"{model}: no {what}exported artifact that passed its parity check (run hac-export first)")
+            why = f" ({'; '.join(map(str, left_out))})" if left_out else " (run hac-export first)"
+            raise HacError(f"{model}: no {what}exported artifact that passed its parity check{why}")
     elif not model.exists():
         raise HacError(f"{model}: model file not found")
     else:
@@ -165,10 +221,11 @@ def choose_engine(model, engine: str = "auto", device: str = "auto", precision: 
     engine = (engine or "auto").lower()
     if engine != "auto" and engine not in ENGINES:
         raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(ENGINES)}")
-    candidates = candidates_for(model, engine, device, precision)
+    skipped: list[Skipped] = []
+    candidates = candidates_for(model, engine, device, precision, skipped)
     if len(candidates) == 1:
         c = candidates[0]
-        return EngineChoice(_open(c, cuda_graph), c, candidates)
+        return EngineChoice(_open(c, cuda_graph), c, candidates, skipped)
     opened = []
     for c in candidates:
         try:
@@ -191,5 +248,5 @@ def choose_engine(model, engine: str = "auto", device: str = "auto", precision: 
     for c, e in opened:
         if e is not best:
             e.close()
-    return EngineChoice(best, best_c, candidates)
+    return EngineChoice(best, best_c, candidates, skipped)
 

@@ -98,7 +98,7 @@ def test_refuses_manifest_of_another_artifact(exported, tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.update(classes=["a", "b"]), "inconsistent input/output/classes/preprocess"),
     (lambda m: m.update(status="failed", parity={**m["parity"], "failures": ["cosine_min 0.9 < 0.999"]}),
-     r"failed its parity check at export \(cosine_min 0.9 < 0.999\)"),
+     r"refused, failed parity at export \(max_abs .*, cosine .*: cosine_min 0.9 < 0.999\)"),
     (lambda m: m.pop("source_sha256"), "lacks source_sha256"),
     (lambda m: m.update(format="pt2"), "a pt2 manifest needs a .pt2 file"),
 ])
