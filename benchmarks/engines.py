@@ -6,7 +6,6 @@ Run: ``.venv/bin/python benchmarks/engines.py [--engine all] [--batch 1,8] [--se
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent

@@ -1,5 +1,6 @@
 """Judge ONNX Runtime INT8 on a *trained* checkpoint: calibrate on the clips of the manifest's ``train`` split,
-compare top-1 with eager FP32 on every clip and on the clips calibration never saw, time FP32 and INT8 in one
+judge it with the export's parity gate (max_abs, logit error over the logit range, cosine, top-1;
+``hac_export.parity.TOLERANCES``) against eager FP32 on every clip and on the clips calibration never saw, time FP32 and INT8 in one
 interleaved run.
 
 Run (the data: ``hac-synth`` + ``hac-train``, see benchmarks/int8.md for the exact commands)::
@@ -50,6 +51,7 @@ def main() -> None:
     from hac_export.api import export
     from hac_export.bench.timing import measure_interleaved, percentiles_ms, warm_up
     from hac_export.int8 import load_clips
+    from hac_export.parity import compare, tolerance_for
     from hac_runtime.engines import load_engine
     from hac_train.checkpoint import load_checkpoint
 
@@ -76,6 +78,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     report = export(args.ckpt, formats="onnx", int8=True, calib=calib, batch="1:8:8", out=out / "engines", verbose=False)
+    gate = {a["name"]: {k: a["parity"][k] for k in ("passed", "max_abs", "logit_err_rel", "cosine_min", "top1_agree", "n")}
+            for a in report.artifacts}
+    print("export gate (calibration clips, batch 1 and 8):", gate, flush=True)
     export_s = time.perf_counter() - t0
     fp32 = load_engine(report.path("onnx", "fp32"))
     int8 = load_engine(report.path("onnx", "int8"))
@@ -89,12 +94,15 @@ def main() -> None:
         with torch.inference_mode():
             ref = logits(lambda b: model(torch.from_numpy(b)).numpy(), clips.x)
         out_fp32, out_int8 = logits(fp32.infer, clips.x), logits(int8.infer, clips.x)
+        spread = float(ref.max() - ref.min())
+        v32 = compare(ref, out_fp32, tolerance_for("fp32"), spread)
+        v8 = compare(ref, out_int8, tolerance_for("int8"), spread)
         judged[name] = {
             "clips": int(len(clips.x)),
-            "top1_agree_fp32": float((out_fp32.argmax(1) == ref.argmax(1)).mean()),
-            "top1_agree_int8": float((out_int8.argmax(1) == ref.argmax(1)).mean()),
-            "max_abs_int8": float(np.abs(out_int8 - ref).max()),
-            "logit_range_eager": float((ref.max(1) - ref.min(1)).mean()),
+            "fp32": {k: v32[k] for k in ("passed", "max_abs", "cosine_min", "top1_agree")},
+            "int8": {k: v8[k] for k in ("passed", "failures", "max_abs", "logit_err_rel", "cosine_min", "top1_agree")},
+            "logit_range_eager": spread,
+            "mean_logit_range_per_clip": float((ref.max(1) - ref.min(1)).mean()),
             "accuracy_eager": float((ref.argmax(1) == clips.labels).mean()),
             "accuracy_int8": float((out_int8.argmax(1) == clips.labels).mean()),
         }
@@ -125,7 +133,7 @@ def main() -> None:
 
     doc = {"checkpoint": str(args.ckpt), "model": ckpt["model"], "train": ckpt.get("train", {}),
            "preprocess": pre, "quantization": json.loads(Path(str(report.path("onnx", "int8")) + ".json").read_text()).get("quantization"),
-           "export_seconds": round(export_s, 1), "judged": judged, "timing": timing,
+           "export_seconds": round(export_s, 1), "export_gate": gate, "judged": judged, "timing": timing,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")

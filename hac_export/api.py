@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from hac_export.manifest import build_manifest, describe_file, publish, staged
 from hac_export.parity_inputs import parity_clips
 from hac_export.registry import DEFAULT_BATCH, FORMATS, artifact_name, plan_export
 from hac_runtime import __version__
-from hac_runtime.atomic import write_json
+from hac_runtime.atomic import check_output_dir, write_json
 from hac_runtime.engines import load_engine
 from hac_runtime.engines.base import parity_figures
 from hac_runtime.engines.select import PARITY_FILE
@@ -47,16 +46,6 @@ class ExportReport:
 
     def path(self, fmt: str, precision: str = "fp32") -> Path:
         return next(a["path"] for a in self.artifacts if a["format"] == fmt and a["precision"] == precision)
-
-
-def _writable_dir(out: Path) -> Path:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe-"):
-            pass
-    except OSError as e:
-        raise HacError(f"{out}: cannot write exports here ({e.strerror or type(e).__name__})") from None
-    return out
 
 
 class _Steps:
@@ -124,7 +113,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
     checkpoint = Path(checkpoint)
     model, ckpt = load_checkpoint(checkpoint)
     source_sha = file_sha256(checkpoint)
-    out = _writable_dir(Path(out) if out is not None else checkpoint.parent)
+    out = check_output_dir(Path(out) if out is not None else checkpoint.parent, "exports")
     lo, opt, hi = plan.batch
     pre, classes, config = ckpt["preprocess"], list(ckpt["classes"]), model.config
     k, size = pre["k"], pre["image_size"]

@@ -5,10 +5,13 @@ A crash or Ctrl-C never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
+
+from hac_runtime.errors import HacError
 
 
 @contextlib.contextmanager
@@ -39,3 +42,43 @@ def write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+#: errno → words, for the errors a user can fix (where the output goes)
+OS_REASONS = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+              errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device",
+              errno.EDQUOT: "disk quota exceeded", errno.ENOTDIR: "a part of the path is a file, not a folder",
+              errno.EISDIR: "is a folder", errno.ENAMETOOLONG: "file name too long"}
+
+
+def os_reason(e: OSError) -> str:
+    """An OSError as words: ``no space left on device``, ``read-only file system``…"""
+    return OS_REASONS.get(e.errno) or (e.strerror or type(e).__name__).lower()
+
+
+def check_output_dir(path, what: str = "output") -> Path:
+    """Make ``path`` (a folder) if needed and prove a small file can be written and flushed in it.
+
+    Called before long work, so an unwritable, read-only or full location is one line at the start,
+    not a crash at the end."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HacError(f"{path}: cannot write the {what} here: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".hac-probe-") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise HacError(f"{path}: cannot write the {what} here ({os_reason(e)})") from None
+    return path
+
+
+def check_output_file(path, what: str = "output") -> Path:
+    """``path`` can be written as a file: not a folder, and its folder passes ``check_output_dir``."""
+    path = Path(path)
+    if path.is_dir():
+        raise HacError(f"{path}: cannot write the {what}: it is a folder")
+    check_output_dir(path.parent if str(path.parent) else Path("."), what)
+    return path

@@ -21,6 +21,14 @@ class HacFailure(HacError):
     exit_code = 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``): unwinds like Ctrl-C, so every cleanup runs; exit code 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def cli_entry(prog: str):
     """Decorate a ``main(argv)`` so HacError → ``prog: error: msg`` + its exit code, crash → one line + 1.
 
@@ -30,7 +38,12 @@ def cli_entry(prog: str):
     def wrap(fn):
         @functools.wraps(fn)
         def main(*args, **kwargs):
+            import signal
+            import threading
+
             debug = os.environ.get("HAC_DEBUG")
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _raise_terminated)
             try:
                 rc = fn(*args, **kwargs)
             except HacError as e:
@@ -38,6 +51,19 @@ def cli_entry(prog: str):
                     raise
                 print(f"{prog}: error: {e}", file=sys.stderr)
                 sys.exit(e.exit_code)
+            except Terminated:
+                print(f"{prog}: terminated", file=sys.stderr)
+                sys.exit(143)
+            except OSError as e:
+                from hac_runtime.atomic import OS_REASONS, os_reason
+
+                if debug or e.errno not in OS_REASONS:
+                    if debug:
+                        raise
+                    _internal(prog, e)
+                where = f"{e.filename}: " if e.filename else ""
+                print(f"{prog}: error: {where}{os_reason(e)}", file=sys.stderr)
+                sys.exit(2)
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 sys.exit(130)
@@ -46,14 +72,24 @@ def cli_entry(prog: str):
             except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
                 if debug:
                     raise
-                msg = str(e).splitlines()[0] if str(e) else ""
-                print(f"{prog}: internal error: {type(e).__name__}: {msg} (HAC_DEBUG=1 shows the traceback)", file=sys.stderr)
-                sys.exit(1)
+                _internal(prog, e)
             sys.exit(rc or 0)
 
         return main
 
     return wrap
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(e)
+    return text.splitlines()[0] if text.strip() else type(e).__name__
+
+
+def _internal(prog: str, e: Exception):
+    print(f"{prog}: internal error: {type(e).__name__}: {one_line(e)} (HAC_DEBUG=1 shows the traceback)",
+          file=sys.stderr)
+    sys.exit(1)
 
 
 def click_main(command, prog: str):
@@ -69,7 +105,7 @@ def click_main(command, prog: str):
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
-        except click.exceptions.Abort:
-            raise KeyboardInterrupt from None
+        except click.exceptions.Abort as e:  # click turns KeyboardInterrupt (and so SIGTERM) into Abort
+            raise (Terminated() if isinstance(e.__context__, Terminated) else KeyboardInterrupt()) from None
 
     return main

@@ -57,6 +57,8 @@ def read_image(path) -> np.ndarray | None:
     """One image as uint8 BGR (EXIF orientation applied), or None when it cannot be decoded."""
     import cv2
 
+    if not Path(path).is_file():  # a FIFO, device or folder would block or fail inside the decoder
+        return None
     try:
         data = np.fromfile(str(path), np.uint8)  # also handles non-ASCII paths
     except OSError:
@@ -126,6 +128,8 @@ class ImageSource(FrameSource):
 
 def read_image_list(path: Path) -> list[Path]:
     """The image paths of a list file, one per line (relative to the list's folder; blank lines and # comments skipped)."""
+    if not path.is_file():
+        raise HacError(f"{path}: not a regular file")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:

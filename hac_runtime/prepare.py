@@ -5,9 +5,13 @@ frame index (a frame without a face leaves a gap, indices never shift), and
 ``OUT/faces.jsonl``, one line per frame of every prepared clip in OUT:
 ``clip, frame, box [x,y,w,h], landmarks [[x,y]×68], ok``. Each clip folder also
 holds its own ``faces.jsonl`` and a ``.done.json`` marker (source fingerprint,
-settings, counts, warnings). A clip is written to ``OUT/.<clip>.partial`` and
-renamed when complete, so an interrupted run leaves no half clip and the next
-run skips every clip already done with the same source and settings.
+settings, counts, warnings). A clip is written to ``OUT/.<clip>.partial-<pid>``
+(one folder per writing process), made durable (fsync) and only then given its
+marker and renamed into place, so an interrupted or killed run leaves no half
+clip, and the next run skips every clip already done with the same source and
+settings and whose faces are all there; partial folders of dead processes are
+removed. Worker processes die with the run (SIGTERM, SIGKILL or a crash of the
+parent): they never write into OUT after it.
 
 Clip names come from the input paths: the file or folder name, with as many
 parent folders as needed to tell inputs apart; a source already prepared in OUT
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hac_runtime.atomic import atomic_path
+from hac_runtime.atomic import atomic_path, check_output_dir
 from hac_runtime.errors import HacError, HacFailure
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR
 from hac_runtime.media import LIST_EXTS, VIDEO_EXTS, image_files, natural_key, open_source, read_image_list
@@ -41,6 +45,7 @@ FORMAT = "hac-prepare/1"
 MARKER = ".done.json"
 FACES = "faces.jsonl"
 PARTIAL = ".partial"
+PARTIAL_RE = re.compile(r"^\.(?P<clip>.+)\.partial(?:-(?P<pid>\d+))?$")
 
 
 @dataclass
@@ -122,6 +127,61 @@ def read_marker(clip_dir: Path) -> dict | None:
     return m if isinstance(m, dict) and m.get("format") == FORMAT else None
 
 
+def done_marker(clip_dir: Path, source_fp: dict, settings: dict) -> dict | None:
+    """The marker of a clip finished with this source and these settings whose faces are all on disk, else None."""
+    m = read_marker(clip_dir)
+    if not m or m.get("source") != source_fp or m.get("settings") != settings:
+        return None
+    try:
+        pngs = sum(1 for f in clip_dir.iterdir() if f.suffix == ".png" and f.is_file())
+    except OSError:
+        return None
+    return m if pngs == m.get("faces") and (clip_dir / FACES).is_file() else None
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk (before its marker says it is done)."""
+    for f in folder.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie — killed, not yet reaped — does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def remove_stale_partials(out: Path) -> int:
+    """Remove the partial clip folders of processes that are gone (a killed run's leftovers); return how many."""
+    n = 0
+    if not out.is_dir():
+        return 0
+    for d in out.iterdir():
+        m = PARTIAL_RE.match(d.name)
+        if m and d.is_dir() and (m["pid"] is None or not _alive(int(m["pid"]))):
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
+    return n
+
+
 def face_record(clip: str, ff) -> dict:
     """One ``faces.jsonl`` line for a ``FaceFrame``."""
     return {"clip": clip, "frame": int(ff.frame), "box": list(ff.box) if ff.ok else None,
@@ -139,11 +199,11 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
     out_dir = Path(out_dir)
     name = name or out_dir.name
     fp, settings = fingerprint(source), settings_of(processor)
-    marker = read_marker(out_dir)
-    if marker and marker.get("source") == fp and marker.get("settings") == settings:
+    marker = done_marker(out_dir, fp, settings)
+    if marker:
         return ClipSummary(name, fp["path"], marker["frames"], marker["faces"], marker.get("warnings", []), True)
     src = open_source(source)
-    tmp = out_dir.parent / f".{out_dir.name}{PARTIAL}"
+    tmp = out_dir.parent / f".{out_dir.name}{PARTIAL}-{os.getpid()}"  # this process's own: no other writes here
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     summary = ClipSummary(name, fp["path"])
@@ -167,7 +227,11 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
             on_frames(pending)
         m = {"format": FORMAT, "clip": name, "source": fp, "settings": settings, "frames": summary.frames,
              "faces": summary.faces, "warnings": summary.warnings}
-        (tmp / MARKER).write_text(json.dumps(m, indent=2) + "\n")
+        _fsync_tree(tmp)  # the faces are on disk before the marker says so
+        with open(tmp / MARKER, "w") as f:
+            f.write(json.dumps(m, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         _commit(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -181,6 +245,7 @@ def _commit(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)
+    _fsync_dir(out_dir.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -201,6 +266,8 @@ def collect_clips(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
             failed.append((str(inp), f"{inp}: no such file or folder"))
         elif p.is_file():
             add(p)
+        elif not p.is_dir():
+            failed.append((str(inp), f"{inp}: not a regular file or folder"))
         elif image_files(p):
             add(p)
         else:
@@ -212,15 +279,25 @@ def collect_clips(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
     return clips, failed
 
 
-def _search(folder: Path) -> list[Path]:
-    """Videos and image folders under ``folder``, in natural order."""
+def _search(folder: Path, visited: set | None = None) -> list[Path]:
+    """Videos and image folders under ``folder``, in natural order; each real folder is visited once
+    (links back to a parent, or two links to one folder, would otherwise recurse without end)."""
+    visited = set() if visited is None else visited
+    real = folder.resolve()
+    if real in visited:
+        return []
+    visited.add(real)
     found = []
-    for p in sorted(folder.iterdir(), key=lambda q: natural_key(q.name)):
+    try:
+        entries = sorted(folder.iterdir(), key=lambda q: natural_key(q.name))
+    except OSError:
+        return []
+    for p in entries:
         if p.name.startswith("."):
             continue
         if p.is_dir():
-            found += [p] if image_files(p) else _search(p)
-        elif p.suffix.lower() in VIDEO_EXTS:
+            found += [p] if image_files(p) else _search(p, visited)
+        elif p.suffix.lower() in VIDEO_EXTS and p.is_file():
             found.append(p)
     return found
 
@@ -297,10 +374,26 @@ def write_faces_jsonl(out: Path) -> int:
 _WORKER: dict = {}
 
 
-def _worker_init(options: dict, queue) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel SIGKILLs this worker when its parent dies, however it dies (SIGKILL included)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the call above
+        os._exit(1)
+
+
+def _worker_init(options: dict, queue, parent: int) -> None:
     import cv2
 
     from hac_runtime.faces import FaceProcessor
+
+    _die_with_parent(parent)
 
     cv2.setNumThreads(1)  # one process per core already
     _WORKER["processor"] = FaceProcessor(**options)
@@ -384,6 +477,7 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HacError(f"{out}: exists and is not a folder")
+    check_output_dir(out, "prepared faces")
     t0 = time.perf_counter()
     options = {"detector": detector, "aligner": aligner, "size": size, "detect_every": detect_every}
     settings = _settings(options)
@@ -392,9 +486,10 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
     summary = PrepareSummary(out, failed=failed)
     results: dict[str, ClipSummary] = {}
     jobs = []
+    remove_stale_partials(out)
     for src, name in zip(sources, names):
-        marker = read_marker(out / name)
-        if marker and marker.get("settings") == settings and marker.get("source") == fingerprint(src):
+        marker = done_marker(out / name, fingerprint(src), settings)
+        if marker:
             results[name] = ClipSummary(name, marker["source"]["path"], marker["frames"], marker["faces"],
                                         marker.get("warnings", []), skipped=True)
         else:
@@ -466,7 +561,7 @@ def _run_parallel(jobs, out, options, workers, bar, results, summary, report):
 
     ctx = mp.get_context("spawn")  # no fork: callers may hold threads (torch, OpenCV)
     q = ctx.Queue()
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(options, q))
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(options, q, os.getpid()))
     try:
         pending = {pool.submit(_worker_clip, str(src), str(out / name), name): (src, name) for src, name in jobs}
         while pending:
@@ -477,7 +572,11 @@ def _run_parallel(jobs, out, options, workers, bar, results, summary, report):
                 _record(fut.result(), src, name, bar, results, summary, report)
         _drain(q, bar, queue_mod)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # finished clips are committed; the next run resumes
+        # Finished clips are committed; the clips in progress are abandoned (their partial folders are removed
+        # by the next run, which redoes them): stop the workers now rather than let them finish unseen.
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
 

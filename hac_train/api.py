@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hac_runtime.atomic import atomic_path, write_json
+from hac_runtime.atomic import atomic_path, check_output_dir, write_json
 from hac_runtime.errors import HacError
 from hac_train import distributed, plots
 from hac_train.checkpoint import default_preprocess, load_checkpoint, read_checkpoint
@@ -126,6 +126,7 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
         settings = saved
     elif run_json.exists() or (out / "last.pt").exists():
         raise HacError(f"{out}: already holds a training run; continue it with --resume or choose another --out")
+    check_output_dir(out, "training run")
     s = settings
     if s["backbone"] not in BACKBONES:
         raise HacError(f"unknown backbone {s['backbone']!r}; choose one of {', '.join(BACKBONES)}")
@@ -268,6 +269,7 @@ def evaluate(checkpoint, data, out, dataset: str = "auto", subset: str | None = 
     from hac_train.fit import predict
 
     read_checkpoint(checkpoint)  # one-line errors for a wrong file before any face work
+    check_output_dir(out, "evaluation")  # and an unwritable output before the work, not after it
     dev = resolve_device(device)
     model, ckpt = load_checkpoint(checkpoint, dev)
     classes, preprocess = list(ckpt["classes"]), dict(ckpt["preprocess"])

@@ -112,16 +112,18 @@ def build_trunk(name: str, pretrained: str | None = None) -> nn.Sequential:
 
 
 def log_sigmoid(z: torch.Tensor) -> torch.Tensor:
-    """log σ(z) = min(z, 0) − log(1 + e^−|z|), finite for every z in any runtime.
+    """log σ(z) = −softplus(−z): finite for every z, in PyTorch and in the exported graph.
 
     The normalised attention weights of eq. 3 and eq. 6, α^i / Σ_j α^j, equal
     softmax_i(log σ(z_i)). Dividing the sigmoids themselves is ill-conditioned
     once every σ saturates towards 0 (z ≪ 0, α ~ 1e-10): numerator and
     denominator are both tiny and PyTorch and ONNX Runtime round them
-    differently. Written out from elementary ops (rather than
-    ``F.logsigmoid``) so that every exporter writes the same stable graph.
+    differently. Not ``F.logsigmoid``: the ONNX exporter writes it as
+    ``Log(Sigmoid(z))``, −inf below z ≈ −88. Softplus exports as ``Softplus``
+    with PyTorch's linear branch (``Where``) and has the exact gradient
+    everywhere (σ(−z); 1/2 at the attention's zero initialisation).
     """
-    return torch.clamp(z, max=0.0) - torch.log1p(torch.exp(-z.abs()))
+    return -torch.nn.functional.softplus(-z)
 
 
 class SelfAttention(nn.Module):

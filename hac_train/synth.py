@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hac_runtime.atomic import atomic_path
+from hac_runtime.atomic import atomic_path, check_output_dir
 from hac_runtime.errors import HacError
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR
 
@@ -479,9 +479,7 @@ def synthesize(out, clips: int = 140, seed: int = 0, frames: int = 12, size: int
         raise HacError(f"--size must be >= 96 (faces must stay detectable), got {size}")
     if fmt not in FORMATS:
         raise HacError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise HacError(f"{out}: exists and is not a folder")
+    out = check_output_dir(Path(out), "synthetic clips")
     photo_list = load_photos(photos)
     warpers = [ExpressionWarper(p) for p in photo_list]
     identities = sorted({p.identity for p in photo_list})

@@ -20,6 +20,7 @@ from hac_export.bench.flops import clip_flops
 from hac_export.bench.timing import measure_interleaved, percentiles_ms, warm_up
 from hac_export.parity_inputs import synthetic_clips
 from hac_runtime import __version__
+from hac_runtime.atomic import check_output_dir, check_output_file
 from hac_runtime.engines.base import parity_figures
 from hac_runtime.errors import HacError, HacFailure
 
@@ -207,11 +208,10 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
         from hac_export.int8 import find_clips
 
         find_clips(calib)  # so is calibration data without faces
-    out = Path(out) if out else Path("hac-bench")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise HacError(f"{out}: cannot create the work folder ({e.strerror})") from None
+    out = check_output_dir(Path(out) if out else Path("hac-bench"), "work folder")
+    for path, what in ((json_path, "bench JSON"), (plot, "plot")):
+        if path is not None:
+            check_output_file(path, what)  # before minutes of work, not after them
     machine = machine_facts()
     on_gpu = machine["gpu"] is not None
     ckpt_path = Path(checkpoint) if checkpoint else default_checkpoint(out)

@@ -2,35 +2,65 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from hac_runtime.atomic import check_output_file, os_reason
 from hac_runtime.errors import HacError
 
 
 class JsonLinesWriter:
-    """One JSON object per line, flushed per line so an interrupted run keeps every result written so far."""
+    """One JSON object per line (stdout when ``path`` is None), flushed per line.
+
+    A file is written as ``.<name>.<random>.partial`` beside ``path`` and renamed onto it by
+    ``close(commit=True)``: an existing results file is replaced only by a run that got going, never
+    emptied by one that failed at the start, and a reader never sees a half-written file."""
 
     def __init__(self, path=None):
         self.path = Path(path) if path else None
+        self._f = sys.stdout if self.path is None else None
+        self._tmp: Path | None = None
         if self.path is not None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._f = open(self.path, "w")
-            except OSError as e:
-                raise HacError(f"{self.path}: cannot write results ({e.strerror})") from None
-        else:
-            self._f = sys.stdout
+            check_output_file(self.path, "results")
+
+    def _open(self):
+        import tempfile
+
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+        except OSError as e:
+            raise HacError(f"{self.path}: cannot write results ({os_reason(e)})") from None
+        self._tmp = Path(tmp)
+        self._f = os.fdopen(fd, "w")
 
     def write(self, result: dict) -> None:
+        if self._f is None:
+            self._open()
         self._f.write(json.dumps(result) + "\n")
         self._f.flush()
 
-    def close(self) -> None:
-        if self._f is not sys.stdout:
-            self._f.close()
+    def close(self, commit: bool = True) -> None:
+        """Finish the file: renamed into place when ``commit`` (an empty one too), else removed."""
+        if self.path is None:
+            return
+        if self._f is None and commit:
+            self._open()
+        if self._f is None:
+            return
+        f, self._f = self._f, None
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            f.close()
+        if commit:
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
 
 
 def _label_at(results: list[dict], track: int, frame: int) -> dict | None:

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from hac_runtime.atomic import check_output_file
 from hac_runtime.errors import HacError
 from hac_runtime.pipeline.output import JsonLinesWriter, annotate_video
 from hac_runtime.pipeline.pipeline import Pipeline
@@ -65,27 +66,38 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
     if video_out is not None and live:
         raise HacError("--video-out needs file or folder sources (it re-reads them to draw the results)")
     policy = policy or ("window" if live else "track")
-    writer = JsonLinesWriter(out)
-    results: list[dict] = []
+    if video_out is not None:  # every output location is checked before the model is even opened
+        for path in video_out_paths(video_out, sources):
+            check_output_file(path, "annotated video")
+    writer = JsonLinesWriter(out)  # checked now; the file itself is replaced only once results come
+    results: list[dict] = []  # kept only to draw the annotated video: a live run keeps none
+    count = 0
     pipe = Pipeline(model, engine=engine, device=device, precision=precision, detector=detector,
                     detect_every=detect_every, policy=policy, window=window, stride=stride, max_batch=max_batch,
                     keep_boxes=video_out is not None, cuda_graph=cuda_graph)
     chosen = pipe.choice.describe() if pipe.choice is not None else pipe.engine.artifact.name
     log(f"hac-run: engine {chosen}; providers {', '.join(pipe.engine.providers)}; "
         f"{pipe.engine.precision}, k={pipe.k}, {pipe.size}px, clip policy {policy}")
+    commit = False
     try:
         with drain_on_sigint(pipe, log):
             for r in pipe.run(sources):
                 writer.write(r)
-                results.append(r)
+                count += 1
+                if video_out is not None:
+                    results.append(r)
+        commit = True
     except KeyboardInterrupt:
-        log(f"hac-run: interrupted; {len(results)} result(s) written")
+        commit = count > 0  # what was classified is kept
+        log(f"hac-run: interrupted; {count} result(s) written")
         raise
     finally:
-        writer.close()
+        # a run in which no source could be read leaves an existing results file as it was
+        commit = commit and (count > 0 or any(r.error is None for r in pipe.reports))
+        writer.close(commit=commit)
         pipe.close()
     if pipe.draining:
-        log(f"hac-run: interrupted; {len(results)} result(s) written, the clips in flight included")
+        log(f"hac-run: interrupted; {count} result(s) written, the clips in flight included")
         raise KeyboardInterrupt
     reports = pipe.reports
     if video_out is not None:
@@ -97,4 +109,4 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
         if rep.error is None and rep.faces == 0:
             log(f"hac-run: {src}: no face found in {rep.frames} frames; no results")
     ok = sum(r.error is None for r in reports)
-    return RunSummary(len(results), ok, len(reports) - ok, sum(r.faces for r in reports), pipe.engine.kind)
+    return RunSummary(count, ok, len(reports) - ok, sum(r.faces for r in reports), pipe.engine.kind)

@@ -216,8 +216,9 @@ def test_ctrl_c_classifies_the_faces_already_seen(artifacts, tmp_path):
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
+
+    from fixtures_proc import wait_for_cpu
 
     video, out = tmp_path / "long.avi", tmp_path / "r.jsonl"
     n = 1500
@@ -227,7 +228,7 @@ def test_ctrl_c_classifies_the_faces_already_seen(artifacts, tmp_path):
                             stderr=subprocess.PIPE, text=True)
     first = proc.stderr.readline()  # the engine line: the pipeline is running
     assert "engine hac.onnx on ort/cpu" in first, first
-    time.sleep(1.5)
+    wait_for_cpu(proc, 3.0)  # decoding and face work under way, however loaded the machine is
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=120)
     err = first + rest

@@ -4,7 +4,8 @@ import torch
 import torchvision
 
 from hac_runtime.errors import HacError
-from hac_train.model import BACKBONES, HACConfig, HACNet, SelfAttention, SpatialAttention, count_parameters
+from hac_train.model import (BACKBONES, HACConfig, HACNet, SelfAttention, SpatialAttention, count_parameters,
+                             log_sigmoid)
 
 CONFIGS = [
     dict(attention="hybrid", temporal="gru"),
@@ -173,3 +174,54 @@ def test_resnet50_parameter_count():
     print(f"HAC ResNet50 (hybrid, GRU 128, 7 classes): {n:,} parameters")
     assert n == expected
     assert 25_000_000 < n < 25_500_000
+
+
+def _ratio_self_attention(self, t):
+    """Eq. 3 as the sigmoid ratio, the form used before the log-space normalisation (for comparison only)."""
+    alpha = torch.sigmoid(self.theta(t)).squeeze(-1)
+    return alpha, (alpha.unsqueeze(-1) * t).sum(1) / alpha.sum(1, keepdim=True)
+
+
+def _ratio_spatial_attention(self, f):
+    omega = torch.sigmoid(self.conv(f.mean(dim=1, keepdim=True)))
+    return omega.squeeze(1), (omega * f).sum((2, 3)) / omega.sum((2, 3))
+
+
+def test_log_sigmoid_is_finite_and_exact():
+    z = torch.tensor([-1e4, -200.0, -30.0, -1.0, 0.0, 1.0, 30.0, 1e4])
+    expected = torch.nn.functional.logsigmoid(z.double()).float()
+    torch.testing.assert_close(log_sigmoid(z), expected, atol=1e-6, rtol=1e-6)
+    assert torch.isfinite(log_sigmoid(z)).all()
+
+
+def test_log_space_weights_equal_the_sigmoid_ratio_where_it_is_well_conditioned():
+    """Old checkpoints load unchanged (same parameters) and give the same logits as the ratio form did."""
+    import types
+
+    model = tiny(k=5)
+    x = torch.randn(3, 5, 3, 64, 64)
+    with torch.no_grad():
+        new, attn = model(x, return_attention=True)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        model.self_attention.forward = types.MethodType(_ratio_self_attention, model.self_attention)
+        model.spatial_attention.forward = types.MethodType(_ratio_spatial_attention, model.spatial_attention)
+        old, old_attn = model(x, return_attention=True)
+    assert {k for k in state if "attention" in k} == {"self_attention.theta.weight", "self_attention.theta.bias",
+                                                      "spatial_attention.conv.weight", "spatial_attention.conv.bias"}
+    torch.testing.assert_close(new, old, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attn["self"], old_attn["self"])  # α and ω themselves are unchanged
+    torch.testing.assert_close(attn["spatial"], old_attn["spatial"])
+
+
+def test_saturated_attention_matches_float64():
+    """Every α ~ 1e-11 (biases far negative): the normalised weights still equal the float64 ratio."""
+    sa = SelfAttention(8)
+    with torch.no_grad():
+        sa.theta.weight.normal_(std=0.5)
+        sa.theta.bias.fill_(-25.0)
+    t = torch.randn(4, 5, 8)
+    alpha, fused = sa(t)
+    assert alpha.max() < 1e-9
+    a64 = torch.sigmoid(sa.theta(t).double()).squeeze(-1)
+    expected = (a64.unsqueeze(-1) * t.double()).sum(1) / a64.sum(1, keepdim=True)
+    torch.testing.assert_close(fused.double(), expected, atol=1e-5, rtol=1e-5)

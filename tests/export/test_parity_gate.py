@@ -1,0 +1,147 @@
+"""The parity gate (issue: a trained model's ONNX failed parity while its INT8 passed on top-1 alone).
+
+Saturated attention no longer breaks the FP32 ONNX; an artifact whose logits point elsewhere is refused
+whatever its top-1; failures are said with their figures where users meet them.
+"""
+import json
+import shutil
+import types
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from hac_export.api import export
+from hac_export.bench.run import run_bench
+from hac_export.int8 import load_clips
+from hac_export.manifest import describe_file
+from hac_export.onnx import export_onnx
+from hac_export.parity import check_parity, compare, reference_logits, tolerance_for
+from hac_runtime.engines import load_engine, read_manifest
+from hac_runtime.engines.base import manifest_path
+from hac_runtime.engines.select import choose_engine
+from hac_train.checkpoint import default_preprocess, load_checkpoint, save_checkpoint
+from hac_train.model import HACConfig, HACNet
+
+from conftest import BATCH, CLASSES, K, SIZE
+
+
+def _saturate(model: HACNet) -> HACNet:
+    """Push every sigmoid of eq. 2 and eq. 5 towards 0 (α, ω ~ 1e-11) and make the logits decided."""
+    with torch.no_grad():
+        model.self_attention.theta.weight.normal_(0, 0.05)
+        model.self_attention.theta.bias.fill_(-25.0)
+        model.spatial_attention.conv.weight.normal_(0, 0.5)
+        model.spatial_attention.conv.bias.fill_(-25.0)
+        model.fc.weight.mul_(30)
+    return model.eval()
+
+
+def _ratio_forms(model: HACNet) -> HACNet:
+    """Eq. 3 and eq. 6 as the plain sigmoid ratios Σα·x / Σα: the form the exporter used to write."""
+    def self_ratio(self, t):
+        alpha = torch.sigmoid(self.theta(t)).squeeze(-1)
+        return alpha, (alpha.unsqueeze(-1) * t).sum(1) / alpha.sum(1, keepdim=True)
+
+    def spatial_ratio(self, f):
+        omega = torch.sigmoid(self.conv(f.mean(dim=1, keepdim=True)))
+        return omega.squeeze(1), (omega * f).sum((2, 3)) / omega.sum((2, 3))
+
+    model.self_attention.forward = types.MethodType(self_ratio, model.self_attention)
+    model.spatial_attention.forward = types.MethodType(spatial_ratio, model.spatial_attention)
+    return model
+
+
+@pytest.fixture(scope="module")
+def saturated_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = _saturate(HACNet(HACConfig(backbone="resnet18", num_classes=len(CLASSES), k=K)))
+    return save_checkpoint(tmp_path_factory.mktemp("saturated") / "ckpt.pt", model, CLASSES,
+                           default_preprocess(SIZE, K))
+
+
+def test_saturated_attention_passes_onnx_parity(saturated_ckpt, calib_dir, tmp_path):
+    model, ckpt = load_checkpoint(saturated_ckpt)
+    clips = load_clips(calib_dir, ckpt["preprocess"], CLASSES)
+    with torch.no_grad():
+        _, attn = model(torch.from_numpy(clips.x[:4]), return_attention=True)
+    assert attn["self"].max() < 1e-9 and attn["spatial"].max() < 1e-9  # the case that broke the old graph
+
+    report = export(saturated_ckpt, formats="onnx", calib=calib_dir, batch=BATCH, out=tmp_path / "new",
+                    verbose=False)
+    parity = read_manifest(report.path("onnx"))["parity"]
+    assert parity["passed"] and parity["cosine_min"] >= 0.9999 and parity["top1_agree"] == 1.0
+
+    # The same weights through the old ratio form: eager and ONNX Runtime disagree on the same clips.
+    old = _ratio_forms(load_checkpoint(saturated_ckpt)[0])
+    export_onnx(old, tmp_path / "ratio.onnx", K, SIZE)
+    ref = reference_logits(old, clips.x)
+    out = ort.InferenceSession(str(tmp_path / "ratio.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"clips": clips.x})[0]
+    verdict = compare(ref, out, tolerance_for("fp32"))
+    assert not verdict["passed"] and verdict["cosine_min"] < 0.9, verdict
+
+
+def _perturbed(artifact, dst_dir, shift: float):
+    """A copy of ``artifact`` with ``shift`` added to every FC bias: top-1 unchanged, logits moved."""
+    dst_dir.mkdir()
+    dst = dst_dir / artifact.name
+    proto = onnx.load(str(artifact))
+    init = next(i for i in proto.graph.initializer if i.name == "fc.bias")
+    bias = onnx.numpy_helper.to_array(init) + np.float32(shift)
+    init.CopyFrom(onnx.numpy_helper.from_array(bias.astype(onnx.numpy_helper.to_array(init).dtype), "fc.bias"))
+    onnx.save(proto, str(dst))
+    manifest = read_manifest(artifact)
+    describe_file(manifest, dst, dst.name)
+    return dst, manifest
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_wrong_artifact_refused_though_top1_agrees(trained_export, trained_ckpt, calib_dir, tmp_path, precision):
+    model, ckpt = load_checkpoint(trained_ckpt)
+    clips = load_clips(calib_dir, ckpt["preprocess"], ckpt["classes"])
+    ref = reference_logits(model, clips.x)
+    bad, manifest = _perturbed(trained_export.path("onnx", precision), tmp_path / "bad", shift=5.0)
+    tol = tolerance_for(precision)
+    with load_engine(bad, manifest=manifest, require_passed=False) as engine:
+        record = check_parity(engine, clips.x, ref, 8, tol)
+    assert record["top1_agree"] == 1.0  # what the old INT8 gate looked at alone
+    assert not record["passed"]
+    assert any("cosine_min" in f for f in record["failures"]) and any("logit_err_rel" in f for f in record["failures"])
+
+
+def test_failed_artifact_said_as_what_it_is(tiny_ckpt, calib_dir, tmp_path):
+    """hac-bench: the row says 'parity failed (figures)'; --engine auto names what it skipped and why."""
+    out = tmp_path / "bench"
+    doc = run_bench(tiny_ckpt, engines="ort", batches="1", calib=calib_dir, out=out, seconds=0.1, warmup=0.0,
+                    log=lambda m: None, verbose=False, tolerances={"fp16": {"cosine_min": 1.01}})
+    fp16 = next(r for r in doc["results"] if r["precision"] == "fp16")
+    assert fp16["status"] == "parity failed" and fp16["p50_ms"] is None  # never timed
+    assert fp16["reason"].startswith("parity failed (max_abs ") and "cosine_min" in fp16["reason"]
+    assert "unavailable" not in json.dumps(doc["results"])
+    fp32 = next(r for r in doc["results"] if r["engine"] == "ort" and r["precision"] == "fp32")
+    assert fp32["status"] == "ok"
+
+    choice = choose_engine(out, seconds=0.1)
+    with choice.engine:
+        line = choice.describe()
+    assert choice.chosen.artifact.name in ("hac.onnx", "hac.int8.onnx")
+    assert "skipped hac.fp16.onnx.failed: failed parity at export (max_abs " in line, line
+
+
+def test_stale_artifact_of_another_checkpoint_is_skipped(trained_export, tiny_ckpt, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(trained_export.out, folder)
+    export(tiny_ckpt, formats="pt2", batch=BATCH, out=tmp_path / "other", verbose=False)
+    for name in ("hac.pt2", "hac.pt2.json"):  # a leftover of another checkpoint's export
+        shutil.copy(tmp_path / "other" / name, folder / name)
+    choice = choose_engine(folder, seconds=0.1)
+    with choice.engine:
+        assert "hac.pt2" not in [c.artifact.name for c in choice.candidates]
+        assert "hac.pt2: exported from another checkpoint" in choice.describe()
+    (folder / "parity.json").unlink()
+    with pytest.raises(Exception, match="different checkpoints"):
+        choose_engine(folder)
+    assert manifest_path(folder / "hac.onnx").exists()

@@ -1,0 +1,67 @@
+"""Fault injection: real console scripts, killed, starved and pointed at broken paths (issue: reliability).
+
+Every test bounds its waits in time and waits on work done (CPU seconds, files written), never on
+wall-clock sleeps, so a loaded machine changes nothing.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def script(name: str) -> str:
+    return str(BIN / name)
+
+
+def run(*args, timeout: float = 300, env=None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, **kw)
+
+
+def one_line(p: subprocess.CompletedProcess, code: int, *words: str) -> str:
+    """Assert exit ``code`` and a single stderr line (no traceback) holding ``words``; return it."""
+    err = p.stderr.strip()
+    assert p.returncode == code, (p.returncode, err)
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 3 MiB tmpfs (a disk that fills up), where the tests run as root; skipped with the reason elsewhere."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk needs a tmpfs mount: the tests are not running as root")
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder nobody may write in (root ignores permissions: a read-only bind mount then, else skip)."""
+    ro = tmp_path / "read-only"
+    ro.mkdir()
+    if os.geteuid() != 0:
+        ro.chmod(0o555)
+        yield ro
+        ro.chmod(0o755)
+        return
+    p = subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here: {p.stderr.strip()}")
+    try:
+        yield ro
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
