@@ -65,3 +65,42 @@ def read_only(tmp_path):
         yield ro
     finally:
         subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+
+
+def _export_fixtures():
+    """tests/export/conftest.py's helpers (a tiny checkpoint, real-photo clips), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_fixtures", Path(__file__).parents[1] / "export" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    import torch
+
+    from hac_train.checkpoint import default_preprocess, save_checkpoint
+    from hac_train.model import HACConfig, HACNet
+
+    fx = _export_fixtures()
+    torch.manual_seed(0)
+    model = HACNet(HACConfig(backbone="resnet18", num_classes=len(fx.CLASSES), k=fx.K)).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt.pt", model, fx.CLASSES,
+                           default_preprocess(fx.SIZE, fx.K))
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory):
+    return _export_fixtures().write_clip_folders(tmp_path_factory.mktemp("calib"), clips_per_class=4, frames=5,
+                                                 seed=1)
+
+
+@pytest.fixture(scope="session")
+def artifact(tiny_ckpt, calib_dir, tmp_path_factory):
+    from hac_export.api import export
+
+    report = export(tiny_ckpt, formats="onnx", calib=calib_dir, batch="1:2:4", out=tmp_path_factory.mktemp("onnx"),
+                    verbose=False)
+    return report.path("onnx")
