@@ -62,8 +62,10 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
 @click.option("--detector", type=click.Choice(DETECTORS), default=DEFAULT_DETECTOR, show_default=True)
 @click.option("--max-batch", type=click.IntRange(1, 1024), default=8, show_default=True, help="Clips per engine call.")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: capture and replay a CUDA graph per batch bucket.")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
+              help="Stream URLs: seconds to wait for the server to open the stream and for each read.")
 def run_cmd(sources, model, engine, precision, device, out, video_out, policy, window, stride, detect_every, detector,
-            max_batch, cuda_graph):
+            max_batch, cuda_graph, timeout):
     """Classify facial expressions per face track in videos, frame folders, image lists (.txt, one path per
     line), images, cameras (0, 1…) or URLs.
 
@@ -74,9 +76,10 @@ def run_cmd(sources, model, engine, precision, device, out, video_out, policy, w
     from hac_runtime.pipeline.run import run_sources
 
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # no raw "[ WARN…] Stream timeout": our line says it
     summary = run_sources(list(sources), model, engine=engine, device=device, precision=precision, out=out, video_out=video_out,
                           policy=policy, detect_every=detect_every, detector=detector, window=window,
-                          stride=stride, max_batch=max_batch, cuda_graph=cuda_graph)
+                          stride=stride, max_batch=max_batch, cuda_graph=cuda_graph, timeout=timeout)
     click.echo(f"hac-run: {summary.results} result(s) from {summary.sources_ok} source(s)"
                + (f", {summary.sources_failed} failed" if summary.sources_failed else ""), err=True)
 

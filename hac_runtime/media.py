@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -179,6 +180,17 @@ class ImageListSource(FolderSource):
         super().__init__(path, read_image_list(path))
 
 
+STREAM_TIMEOUT_S = 10.0  #: default bound on opening a stream URL and on every read from it
+
+
+def is_stream(source) -> bool:
+    """A camera index or a URL (anything with ``://``), as opposed to a file or folder."""
+    if isinstance(source, int):
+        return True
+    s = str(source)
+    return "://" in s or (s.isdigit() and not Path(s).exists())
+
+
 class VideoSource(FrameSource):
     """A video file (or camera, or URL), decoded with OpenCV, or with PyAV where OpenCV cannot decode it.
 
@@ -188,8 +200,12 @@ class VideoSource(FrameSource):
 
     kind = "video"
 
-    def __init__(self, path, name: str | None = None, backend: str = "auto", max_bad: int = 25):
+    def __init__(self, path, name: str | None = None, backend: str = "auto", max_bad: int = 25,
+                 timeout: float | None = None):
         super().__init__(path, name or Path(str(path)).stem)
+        #: URLs only: seconds to open, and to wait for each read, before giving up (never reconnects)
+        self.timeout = STREAM_TIMEOUT_S if timeout is None else float(timeout)
+        self.url = isinstance(path, str) and "://" in path
         if backend not in ("auto", "opencv", "pyav"):
             raise HacError(f"unknown video backend {backend!r}; choose auto, opencv or pyav")
         self.max_bad = max_bad
@@ -213,12 +229,20 @@ class VideoSource(FrameSource):
                 self.close()
                 self._error = None
         if self.backend is None:
+            if self.url:
+                errors = [e.replace("Immediate exit requested", f"no answer within {self.timeout:g} s") for e in errors]
+                raise HacError(f"{path}: cannot open the stream ({'; '.join(errors)})")
             raise HacError(f"{path}: not an image or video that can be decoded ({'; '.join(errors)})")
 
     def _open_opencv(self):
         import cv2
 
-        cap = cv2.VideoCapture(self.path if isinstance(self.path, int) else str(self.path))
+        if self.url:
+            ms = int(self.timeout * 1000)
+            cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        else:
+            cap = cv2.VideoCapture(self.path if isinstance(self.path, int) else str(self.path))
         self._reader = cap
         if not cap.isOpened():
             raise RuntimeError("cannot open")
@@ -243,7 +267,8 @@ class VideoSource(FrameSource):
     def _open_pyav(self):
         import av
 
-        container = av.open(str(self.path))
+        # a URL: bounded open and reads (PyAV's default waits for ever on a server that never answers)
+        container = av.open(str(self.path), timeout=(self.timeout, self.timeout)) if self.url else av.open(str(self.path))
         self._reader = container
         if not container.streams.video:
             raise RuntimeError("no video stream")
@@ -279,12 +304,19 @@ class VideoSource(FrameSource):
             raise HacError(f"{self.path}: a video source can be read only once")
         first, self._first = self._first, None
         yield first
-        n = 1
+        n, last, gap = 1, time.monotonic(), 0.0
         for item in self._frames:
+            now = time.monotonic()
+            gap, last = now - last, now  # the wait for this frame (a timed-out read still returns a last one)
             yield item
             n += 1
         self.close()
-        if self.frame_count and n < self.frame_count and not isinstance(self.path, int):
+        if is_stream(self.path):  # a live source that ends has broken off: say so
+            stalled = self.url and max(gap, time.monotonic() - last) >= 0.9 * self.timeout  # a read timed out
+            why = (f" (no data for {self.timeout:g} s)" if stalled and not self._error
+                   else f" ({self._error})" if self._error else "")
+            self.warnings.append(f"{self.path}: the stream ended after {n} frames{why}")
+        elif self.frame_count and n < self.frame_count:
             why = f" ({self._error})" if self._error else ""
             self.warnings.append(f"{self.path}: decoded {n} of {self.frame_count} frames; "
                                  f"the video is truncated or damaged{why}")
@@ -308,16 +340,16 @@ def _reason(e: Exception) -> str:
     return re.sub(r":\s*'[^']*'$", "", msg)
 
 
-def open_source(source) -> FrameSource:
+def open_source(source, timeout: float | None = None) -> FrameSource:
     """A ``FrameSource`` for a video file, a frame folder, an image list (.txt/.lst), an image file, a camera
-    index or a stream URL."""
+    index or a stream URL (``timeout``: seconds to open it and per read, default ``STREAM_TIMEOUT_S``)."""
     if isinstance(source, FrameSource):
         return source
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit() and not Path(source).exists()):
         return VideoSource(int(source), name=f"camera{int(source)}", backend="opencv")  # type: ignore[arg-type]
     if isinstance(source, str) and "://" in source:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", source.split("://", 1)[1]).strip("_.") or "stream"
-        return VideoSource(source, name=name)  # type: ignore[arg-type]
+        return VideoSource(source, name=name, timeout=timeout)  # type: ignore[arg-type]
     path = Path(source)
     if path.is_dir():
         return FolderSource(path)

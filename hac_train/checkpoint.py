@@ -1,8 +1,11 @@
-"""Self-describing checkpoints, format ``hac-ckpt/1`` (CONTRACTS.md).
+"""Self-describing checkpoints, format ``hac-ckpt/2`` (CONTRACTS.md; ``hac-ckpt/1`` still loads).
 
 A checkpoint is a ``torch.save`` dict holding the model config, the class names,
 the preprocessing, the weights, the training facts and the metrics: everything
 needed to rebuild, export or evaluate the model without the training run.
+``hac-ckpt/2`` adds ``weights_sha256``, a checksum of the weights (names, dtypes,
+shapes and bytes, in order), checked on every load: a flipped byte is refused.
+A ``hac-ckpt/1`` file (no checksum) loads with a note saying so.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from hac_runtime.engines.base import sha256_of
 from hac_runtime.errors import HacError, one_line
 from hac_train.model import HACConfig, HACNet
 
-FORMAT = "hac-ckpt/1"
+FORMAT = "hac-ckpt/2"
+OLD_FORMATS = ("hac-ckpt/1",)  #: still read; they carry no checksum
 REQUIRED = ("format", "model", "classes", "preprocess", "state_dict", "train", "metrics")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -42,7 +46,8 @@ def save_checkpoint(path, model: HACNet, classes, preprocess: dict, train: dict 
         "model": model.config.to_dict(),
         "classes": classes,
         "preprocess": dict(preprocess),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": (state := {k: v.detach().cpu() for k, v in model.state_dict().items()}),
+        "weights_sha256": weights_sha256(state),
         "train": dict(train or {}),
         "metrics": dict(metrics or {}),
     }
@@ -84,12 +89,34 @@ def read_checkpoint(path) -> dict:
         raise HacError(f"{path}: unreadable checkpoint (truncated or corrupt: {msg})") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt:
         raise HacError(f"{path}: not a HAC checkpoint (no 'format' key; a plain state dict or another tool's file?)")
-    if ckpt["format"] != FORMAT:
+    if ckpt["format"] != FORMAT and ckpt["format"] not in OLD_FORMATS:
         raise HacError(f"{path}: checkpoint format {ckpt['format']!r} is not supported by this toolkit (expects {FORMAT!r})")
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise HacError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    if ckpt["format"] in OLD_FORMATS:
+        import warnings
+
+        warnings.warn(f"{path}: {ckpt['format']} checkpoint: no weights checksum to verify (re-save it as {FORMAT})",
+                      stacklevel=2)
+    elif ckpt.get("weights_sha256") != weights_sha256(ckpt["state_dict"]):
+        raise HacError(f"{path}: corrupt checkpoint: its weights do not match their checksum (a damaged copy?)")
     return ckpt
+
+
+def weights_sha256(state: dict) -> str:
+    """SHA-256 over every tensor of a state dict: name, dtype, shape and bytes, in key order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            h.update(f"{name}={t!r};".encode())
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def load_checkpoint(path, device="cpu") -> tuple[HACNet, dict]:

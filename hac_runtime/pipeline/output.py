@@ -85,7 +85,7 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
         raise HacError(f"{out_path}: annotated video must be .mp4, .avi, .mov or .mkv")
     src = open_source(source)
     fps = src.fps or fps or 25.0
-    writer = None
+    writer, written = None, 0
     with atomic_path(out_path) as tmp:
         tmp_video = tmp.with_suffix(out_path.suffix)
         try:
@@ -107,11 +107,38 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
                             cv2.rectangle(frame, (x, yy - 8), (x + int(60 * p), yy), (0, 200, 255), -1)
                             cv2.putText(frame, c[:9], (x + 64, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
                 writer.write(frame)
+                written += 1
+        except BaseException:
+            if writer is not None:
+                writer.release()
+            tmp_video.unlink(missing_ok=True)
+            raise
         finally:
             if writer is not None:
                 writer.release()
             src.close()
-        if writer is None:
-            raise HacError(f"{source}: no frame to annotate")
-        tmp_video.replace(tmp)
+        try:
+            if writer is None:
+                raise HacError(f"{source}: no frame to annotate")
+            _check_video(tmp_video, out_path, written)
+            tmp_video.replace(tmp)
+        finally:
+            tmp_video.unlink(missing_ok=True)  # a failed write leaves nothing behind
     return out_path
+
+
+def _check_video(path: Path, final: Path, frames: int) -> None:
+    """OpenCV's writer fails silently (a full disk leaves a truncated file): read back the frame count."""
+    import shutil
+
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    if got < frames:
+        free = shutil.disk_usage(path.parent).free
+        why = "no space left on device" if free < 64 << 20 else f"{got} of {frames} frames readable"
+        raise HacError(f"{final}: cannot write the annotated video ({why}); nothing written")

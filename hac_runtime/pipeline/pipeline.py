@@ -119,12 +119,13 @@ class Pipeline:
                  detect_every: int = 5, policy: str = "track", window: float = 2.0, stride: float = 1.0,
                  max_batch: int = 8, max_wait: float = 0.02, fps: float = 25.0,
                  on_error: Callable[[str, str], None] | None = None, keep_boxes: bool = False,
-                 gpu_preprocess: bool | None = None, cuda_graph: bool = False):
+                 gpu_preprocess: bool | None = None, cuda_graph: bool = False, timeout: float | None = None):
         from hac_runtime.engines.select import choose_engine
 
         if policy not in POLICIES:
             raise HacError(f"unknown clip policy {policy!r}; choose one of {', '.join(POLICIES)}")
         #: how the engine was chosen (None when an opened engine was passed in)
+        self.timeout = timeout  #: stream URLs: seconds to open and per read (media.STREAM_TIMEOUT_S)
         self.choice = None if hasattr(model, "infer") else choose_engine(model, engine, device, precision,
                                                                              cuda_graph=cuda_graph)
         self.engine = model if self.choice is None else self.choice.engine
@@ -190,7 +191,7 @@ class Pipeline:
         from hac_runtime.media import open_source
 
         try:
-            src = open_source(source)
+            src = open_source(source, timeout=self.timeout)
             fps = src.fps or self.fps
             stage = self._make_stage()
             policy = self._policy()

@@ -55,7 +55,7 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
                 out=None, video_out=None,
                 policy: str | None = None, detect_every: int = 5, detector: str | None = None,
                 window: float = 2.0, stride: float = 1.0, max_batch: int = 8, cuda_graph: bool = False,
-                log=None) -> RunSummary:
+                timeout: float | None = None, log=None) -> RunSummary:
     """Classify every face track in ``sources`` with ``model`` (an exported artifact or an export folder);
     results to ``out`` (stdout if None). Ctrl-C finishes the clips in flight, then raises KeyboardInterrupt."""
     sources = [str(s) for s in sources]
@@ -74,7 +74,7 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
     count = 0
     pipe = Pipeline(model, engine=engine, device=device, precision=precision, detector=detector,
                     detect_every=detect_every, policy=policy, window=window, stride=stride, max_batch=max_batch,
-                    keep_boxes=video_out is not None, cuda_graph=cuda_graph)
+                    keep_boxes=video_out is not None, cuda_graph=cuda_graph, timeout=timeout)
     chosen = pipe.choice.describe() if pipe.choice is not None else pipe.engine.artifact.name
     log(f"hac-run: engine {chosen}; providers {', '.join(pipe.engine.providers)}; "
         f"{pipe.engine.precision}, k={pipe.k}, {pipe.size}px, clip policy {policy}")

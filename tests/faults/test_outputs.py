@@ -60,3 +60,44 @@ def test_full_disk_while_training_is_said_in_words(tmpfs, tmp_path):
     err = one_line(p, 2, "no space left on device")
     assert "inline_container" not in err
     assert not [f for f in (tmpfs / "run").rglob("*") if f.name.endswith(".tmp")], "a half-written file was left"
+
+
+def test_annotated_video_on_a_full_disk_is_refused_not_left_unplayable(tmpfs, artifact, tmp_path):
+    """Before: exit 0, 61 OpenCV warnings and an unplayable file under the final name."""
+    big = tmp_path / "long.avi"
+    write_face_video(big, photo("obama.jpg"), n_frames=150, fps=25.0)
+    p = run(script("hac-run"), big, "--model", artifact, "--out", tmp_path / "r.jsonl",
+            "--video-out", tmpfs / "annotated.avi", timeout=600)
+    assert p.returncode == 2, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert "cannot write the annotated video (no space left on device)" in last, last
+    assert "WARN" not in p.stderr and "Traceback" not in p.stderr
+    assert list(tmpfs.iterdir()) == []  # nothing under the final name, no temporary left
+    assert (tmp_path / "r.jsonl").read_text().strip()  # the results were kept
+
+
+def test_flipped_byte_in_a_checkpoint_is_refused(tiny_ckpt, tmp_path):
+    """Before: hac-ckpt/1 had no checksum and a damaged copy loaded."""
+    data = bytearray(tiny_ckpt.read_bytes())
+    data[len(data) // 2] ^= 0x10  # inside the weights
+    bad = tmp_path / "damaged.pt"
+    bad.write_bytes(bytes(data))
+    one_line(run(script("hac-export"), bad, "--out", tmp_path / "o"), 2, "damaged.pt", "checksum")
+
+
+def test_old_checkpoint_without_checksum_loads_with_a_note(tiny_ckpt, tmp_path):
+    import warnings
+
+    import torch
+
+    from hac_train.checkpoint import load_checkpoint
+
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    ckpt["format"] = "hac-ckpt/1"
+    ckpt.pop("weights_sha256")
+    torch.save(ckpt, tmp_path / "v1.pt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, loaded = load_checkpoint(tmp_path / "v1.pt")
+    assert loaded["format"] == "hac-ckpt/1"
+    assert any("no weights checksum" in str(w.message) for w in caught)
