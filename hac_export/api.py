@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,8 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
     model, ckpt = load_checkpoint(checkpoint)
     source_sha = file_sha256(checkpoint)
     out = check_output_dir(Path(out) if out is not None else checkpoint.parent, "exports")
+    for leftover in out.glob(".partial-*"):  # what a killed export left (staged artifacts are never published)
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
     lo, opt, hi = plan.batch
     pre, classes, config = ckpt["preprocess"], list(ckpt["classes"]), model.config
     k, size = pre["k"], pre["image_size"]

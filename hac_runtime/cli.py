@@ -1,8 +1,6 @@
 """Console scripts of hac_runtime: argument parsing only; each command calls one library function."""
 from __future__ import annotations
 
-import os
-
 import click
 
 from hac_runtime.errors import click_main
@@ -32,7 +30,6 @@ def prepare_cmd(inputs, out, detector, aligner, size, workers, detect_every, qui
     """
     from hac_runtime.prepare import prepare
 
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our own line says what broke; no FFmpeg chatter
     summary = prepare(list(inputs), out, detector=detector, aligner=aligner, size=size, workers=workers,
                       progress=not quiet, detect_every=detect_every)
     click.echo(summary.render(warnings=quiet))  # not quiet: the warnings were shown as they came
@@ -75,8 +72,6 @@ def run_cmd(sources, model, engine, precision, device, out, video_out, policy, w
     """
     from hac_runtime.pipeline.run import run_sources
 
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # no raw "[ WARN…] Stream timeout": our line says it
     summary = run_sources(list(sources), model, engine=engine, device=device, precision=precision, out=out, video_out=video_out,
                           policy=policy, detect_every=detect_every, detector=detector, window=window,
                           stride=stride, max_batch=max_batch, cuda_graph=cuda_graph, timeout=timeout)

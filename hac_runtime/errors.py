@@ -100,6 +100,10 @@ def click_main(command, prog: str):
     def main(argv=None):
         import click
 
+        # Our own lines say what broke: no raw FFmpeg or OpenCV chatter (read when cv2 is first imported).
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
         try:
             return command.main(args=argv, prog_name=prog, standalone_mode=False)
         except click.ClickException as e:

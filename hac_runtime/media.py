@@ -76,9 +76,12 @@ def natural_key(name: str):
 
 
 def image_files(folder) -> list[Path]:
-    """Image files (by extension) directly in ``folder``, in natural order; hidden files excluded."""
-    return sorted((p for p in Path(folder).iterdir()
-                   if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".") and p.is_file()),
+    """Frame entries (by extension) directly in ``folder``, in natural order; hidden ones excluded.
+
+    Entries that cannot be read as an image (a broken link, a folder named ``x.png``) stay in the list:
+    a frame's index is its position here, so leaving one out would shift every later frame; reading them
+    gives None and the source reports them as unreadable."""
+    return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")),
                   key=lambda p: natural_key(p.name))
 
 

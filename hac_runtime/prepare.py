@@ -115,7 +115,7 @@ def fingerprint(source) -> dict:
         raise HacError(f"{source}: no such file or folder") from None
     if p.is_dir():
         files = image_files(p)
-        return {"path": str(p), "files": len(files), "mtime_ns": max((f.stat().st_mtime_ns for f in files), default=0)}
+        return {"path": str(p), "files": len(files), "mtime_ns": max((f.lstat().st_mtime_ns for f in files), default=0)}
     return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 

@@ -74,12 +74,17 @@ def _skipped_report(out: Path, skipped) -> dict:
     return {"count": len(skipped), "report": "skipped-clips.json"}
 
 
-def _check_classes(index, clips, skipped) -> None:
+def _check_classes(index, clips, skipped, out: Path) -> None:
+    """Every class has a usable clip; else one line, with the skipped clips listed in ``out/skipped-clips.json``."""
     have = {c.sample.label for c in clips}
     for cls in index.classes:
         if cls not in have:
-            lost = sum(s.label == cls for s in skipped)
-            why = f" (all {lost} of its clips were skipped: see skipped-clips.json)" if lost else ""
+            lost = [s for s in skipped if s.label == cls]
+            why = ""
+            if lost:
+                _skipped_report(out, skipped)  # the file the line names exists
+                why = (f" (all {len(lost)} of its clips were skipped, e.g. {lost[0].key}: {lost[0].reason}; "
+                       f"see {out / 'skipped-clips.json'})")
             raise HacError(f"{index.root}: class {cls!r} has no samples{why}")
 
 
@@ -155,7 +160,7 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
         preprocess = default_preprocess(s["image_size"], s["k"], s["aligner"])
         clips, skipped, cache_dir = _prepare(index, s["cache"], s["aligner"], s["image_size"], s["detector"],
                                              workers, progress, dist)
-        _check_classes(index, clips, skipped)
+        _check_classes(index, clips, skipped, out)
         labels = [index.classes.index(c.sample.label) for c in clips]
         if s["protocol"] == "official":
             splits = official_split([c.sample.split for c in clips])

@@ -137,6 +137,11 @@ def fit(model: torch.nn.Module, train_set, val_set, opts: FitOptions) -> dict:
         start, history, best = state["epoch"], list(state["history"]), dict(state["best"])
         if opts.progress and dist.main:
             console().print(f"resuming {out} at epoch {start + 1}/{r.epochs}")
+    elif opts.resume and dist.main:  # a run stopped before its first epoch ended: say that it starts over
+        console().print(f"{out}: no last.pt (no epoch had finished): starting at epoch 1")
+    if dist.main:  # temporary files of a killed write (atomic_path) are never anything to keep
+        for leftover in out.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
 
     end = r.epochs if opts.stop_after is None else min(r.epochs, start + opts.stop_after)
     for epoch in range(start, end):

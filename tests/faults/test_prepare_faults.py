@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from conftest import one_line, run, script
-from fixtures_proc import processes_with_env, wait_for_cpu
+from fixtures_proc import processes_with_env
 from fixtures_video import photo, write_face_video
 
 FACES = ("obama.jpg", "biden.jpg", "astronaut", "obama.jpg")
