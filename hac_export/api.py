@@ -4,8 +4,10 @@ The one library function behind ``hac-export``. It refuses bad options before
 any work (``registry.plan_export``), loads the checkpoint, then for every
 artifact: export under a temporary name → structural checks → parity with eager
 FP32 PyTorch through the runtime engine that will run it → publish (see
-``manifest.publish``). When any artifact fails parity it still writes all the
-others and ``parity.json``, then raises ``HacFailure`` (exit 1).
+``manifest.publish``). An artifact that fails parity, or cannot be made, fails
+alone: the others are written, ``parity.json`` records them, and the report —
+returned, never carried on an exception — says what failed (``hac-export``
+then exits 1).
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ from hac_runtime import __version__
 from hac_runtime.atomic import check_output_dir, write_json
 from hac_runtime.engines import load_engine
 from hac_runtime.engines.base import parity_figures
-from hac_runtime.engines.select import PARITY_FILE
-from hac_runtime.errors import HacError, HacFailure
+from hac_runtime import spec
+from hac_runtime.engines.select import PARITY_FILE, installed
+from hac_runtime.errors import HacError, HacFailure, one_line
 from hac_train.checkpoint import file_sha256, load_checkpoint
 
 
@@ -43,7 +46,17 @@ class ExportReport:
 
     @property
     def failed(self) -> list:
+        """Artifacts that failed parity (``status`` failed) or could not be made (``error``)."""
         return [a for a in self.artifacts if a["status"] != "passed"]
+
+    def failure(self) -> str | None:
+        """One line naming every failed artifact with its figures or error (None when all passed)."""
+        if not self.failed:
+            return None
+        parts = [f"{a['name']} ({parity_figures(a['parity'])}: {a['parity']['failures'][0]})" if a["parity"]
+                 else f"{a['name']} (not made: {a['error']})" for a in self.failed]
+        where = f"; marked failed, see {self.parity_file}" if self.parity_file else ""
+        return f"{len(self.failed)} of {len(self.artifacts)} artifacts failed: {'; '.join(parts)}{where}"
 
     def path(self, fmt: str, precision: str = "fp32") -> Path:
         return next(a["path"] for a in self.artifacts if a["format"] == fmt and a["precision"] == precision)
@@ -96,18 +109,20 @@ class _Steps:
 
 def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, calib=None, batch=DEFAULT_BATCH,
            out=None, calib_method: str | None = None, workspace_gb: float | None = None,
-           activations: str | None = None, tolerances: dict | None = None, verbose: bool = True) -> ExportReport:
+           activations: str | None = None, tolerances: dict | None = None, verbose: bool = True,
+           include_fp32: bool = False) -> ExportReport:
     """Export ``checkpoint`` (hac-ckpt/1) as ``formats`` into ``out`` (default: the checkpoint's folder).
 
     ``batch`` is ``MIN:OPT:MAX`` (TensorRT's profile, torch.export's range, parity's largest batch).
     ``calib`` (a hac-prepare folder) calibrates INT8 and, when given, is also the parity input;
     otherwise parity runs on hac-synth clips (``parity_inputs``), never on random noise.
     ``activations`` (``u8``/``s8``) picks the INT8 activation type (default: ``s8`` when TensorRT builds from it, else ``u8``).
-    ``tolerances`` overrides parity tolerances per precision. Raises ``HacFailure`` when any
-    artifact fails parity (the others are still written).
+    ``tolerances`` overrides parity tolerances per precision. Returns the report, whatever failed: an
+    artifact that fails parity or cannot be made fails alone (``report.failed``, ``report.failure()``);
+    the others are written and recorded.
     """
-    plan = plan_export(formats, fp16, int8, calib, batch, calib_method, workspace_gb)
-    if any(FORMATS[f].needs_gpu for f in plan.formats):
+    plan = plan_export(formats, fp16, int8, calib, batch, calib_method, workspace_gb, include_fp32)
+    if any(FORMATS[f].export_needs_gpu for f in plan.formats):
         from hac_runtime.engines.trt.loader import require_tensorrt
 
         require_tensorrt("--format trt")
@@ -155,16 +170,27 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
                 manifest = build_manifest(fmt, precision, ckpt, checkpoint, source_sha, onnx_mod.INPUT_NAME,
                                           onnx_mod.OUTPUT_NAME, batch_facts, builder={})
                 started = time.perf_counter()
-                with staged(final) as tmp:
-                    device = _write_artifact(job, fmt, precision, tmp, name, manifest, steps)
-                    describe_file(manifest, tmp, name)
-                    steps.say(f"{name}: checking parity")
-                    tol = parity_mod.tolerance_for(precision, device, tolerances)
-                    record = _parity(tmp, fmt, device, manifest, x, ref, labels, tol, hi)
-                    record["inputs"] = inputs
-                    manifest["parity"] = record
-                    manifest["status"] = "passed" if record["passed"] else "failed"
-                    target = publish(tmp, final, manifest)
+                try:
+                    with staged(final) as tmp:
+                        device = _write_artifact(job, fmt, precision, tmp, name, manifest, steps)
+                        describe_file(manifest, tmp, name)
+                        steps.say(f"{name}: checking parity")
+                        tol = parity_mod.tolerance_for(precision, device, tolerances)
+                        record = _parity(tmp, fmt, device, manifest, x, ref, labels, tol, hi, tolerances)
+                        record["inputs"] = inputs
+                        manifest["parity"] = record
+                        manifest["status"] = "passed" if record["passed"] else "failed"
+                        target = publish(tmp, final, manifest)
+                except Exception as e:  # noqa: BLE001 - one artifact's failure (a build, an exporter) fails it alone
+                    why = (f"needs {artifact_name(*e.args[0], hi, gpu)}, which was not made" if isinstance(e, KeyError)
+                           and isinstance(e.args[0], tuple) else f"{type(e).__name__}: {one_line(e)}"
+                           if not isinstance(e, HacError) else str(e))
+                    report.artifacts.append({"name": name, "path": None, "format": fmt, "precision": precision,
+                                             "status": "error", "error": why, "parity": None,
+                                             "seconds": round(time.perf_counter() - started, 2)})
+                    steps.log(f"{name}: [red]not made[/] ({why})")
+                    steps.advance()
+                    continue
                 job.made[(fmt, precision)] = target
                 records[target.name] = {"format": fmt, "precision": precision, "status": manifest["status"], **record}
                 report.artifacts.append({"name": target.name, "path": target, "format": fmt, "precision": precision,
@@ -180,20 +206,34 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
 
     if verbose:
         _summary(report)
-    if report.failed:
-        names = "; ".join(f"{a['name']} ({parity_figures(a['parity'])})" for a in report.failed)
-        first = report.failed[0]["parity"]["failures"][0]
-        err = HacFailure(f"parity failed for {names}: {first}; marked failed, see {report.parity_file}")
-        err.report = report
-        raise err
     return report
 
 
-def _parity(path: Path, fmt: str, device: str, manifest: dict, x, ref, labels, tol: dict, max_batch: int) -> dict:
-    """Parity of the staged artifact, run by the runtime engine that will run it in production."""
-    with load_engine(path, FORMATS[fmt].engine, device, manifest=manifest, require_passed=False) as engine:
+def _parity(path: Path, fmt: str, device: str, manifest: dict, x, ref, labels, tol: dict, max_batch: int,
+            tolerances: dict | None = None) -> dict:
+    """Parity of the staged artifact, run by the runtime engine that will run it in production; then of every
+    other run ``spec.RUNS`` lists for it whose engine is installed here (``runs``: OpenVINO fp32/bf16/int8)."""
+    with load_engine(path, spec.native_engine(fmt), device, manifest=manifest, require_passed=False) as engine:
         record = parity_mod.check_parity(engine, x, ref, max_batch, tol, labels, manifest["input"]["batch"]["min"])
         record.update(engine=engine.kind, device=engine.device, providers=engine.providers)
+    if not record["passed"]:
+        return record
+    runs = {}
+    for run in spec.runs_for(fmt, manifest["precision"]):
+        if (run.engine == spec.native_engine(fmt) and run.precision == manifest["precision"]) or not installed(run.engine):
+            continue
+        key = f"{run.engine}/{run.precision}"
+        try:
+            with load_engine(path, run.engine, "cpu", manifest=manifest, require_passed=False,
+                             precision=run.precision) as engine:
+                runs[key] = parity_mod.check_parity(engine, x, ref, max_batch,
+                                                    parity_mod.tolerance_for(run.precision, "cpu", tolerances),
+                                                    labels, manifest["input"]["batch"]["min"])
+                runs[key].update(engine=engine.kind, device=engine.device, providers=engine.providers)
+        except HacError as e:
+            runs[key] = {"passed": False, "error": str(e)}
+    if runs:
+        record["runs"] = runs
     return record
 
 
@@ -213,50 +253,75 @@ class _Job:
     program: object = None  #: the torch.export program, shared by pt2 and aoti
 
 
-def _write_artifact(job: _Job, fmt: str, precision: str, tmp: Path, name: str, manifest: dict, steps) -> str:
-    """Write one artifact to ``tmp``, filling the manifest's builder facts; return the device parity runs on."""
-    if fmt == "onnx":
-        if precision == "fp32":
-            manifest["builder"] = onnx_mod.export_onnx(job.model, tmp, job.k, job.size)
-        elif precision == "fp16":
-            manifest["builder"] = {"converter": "hac_export.fp16 (trunk FP16; attention, GRU, FC, I/O FP32)",
-                                   **fp16_mod.convert_mixed_fp16(job.made[("onnx", "fp32")], tmp)}
-        else:
-            import onnx
-            import onnxruntime
+def _write_onnx(job: _Job, precision: str, tmp: Path, name: str, manifest: dict, steps) -> str:
+    if precision == "fp32":
+        manifest["builder"] = onnx_mod.export_onnx(job.model, tmp, job.k, job.size)
+    elif precision == "fp16":
+        manifest["builder"] = {"converter": "hac_export.fp16 (trunk FP16; attention, GRU, FC, I/O FP32)",
+                               **fp16_mod.convert_mixed_fp16(job.made[("onnx", "fp32")], tmp)}
+    else:
+        import onnx
+        import onnxruntime
 
-            src = job.made[("onnx", "fp32")]
-            graph = onnx.load(str(src))
-            trunk = onnx_mod.trunk_nodes(graph)
-            exclude = [n.name for n in graph.graph.node if n.name not in trunk]
-            steps.say(f"{name}: calibrating on {len(job.clips.x)} clips")
-            manifest["quantization"] = int8_mod.quantize_int8(src, tmp, job.clips.x, exclude,
-                                                              job.calib_method or "minmax", job.activations,
-                                                              onnx_mod.INPUT_NAME)
-            manifest["builder"] = {"onnxruntime": onnxruntime.__version__}
-        onnx_mod.set_metadata(tmp, manifest)
-        manifest["builder"].update(onnx_mod.verify_onnx(tmp, expect_gru=job.model.config.temporal == "gru"))
-        return "cpu"
-    if fmt in ("pt2", "aoti"):
-        from hac_export import pt2 as pt2_mod
+        src = job.made[("onnx", "fp32")]
+        graph = onnx.load(str(src))
+        trunk = onnx_mod.trunk_nodes(graph)
+        exclude = [n.name for n in graph.graph.node if n.name not in trunk]
+        steps.say(f"{name}: calibrating on {len(job.clips.x)} clips")
+        manifest["quantization"] = int8_mod.quantize_int8(src, tmp, job.clips.x, exclude,
+                                                          job.calib_method or "minmax", job.activations,
+                                                          onnx_mod.INPUT_NAME)
+        manifest["builder"] = {"onnxruntime": onnxruntime.__version__}
+    onnx_mod.set_metadata(tmp, manifest)
+    manifest["builder"].update(onnx_mod.verify_onnx(tmp, expect_gru=job.model.config.temporal == "gru"))
+    return "cpu"
 
-        if job.program is None:
-            job.program = pt2_mod.export_program(job.model, job.k, job.size, job.batch[2])
-        if fmt == "pt2":
-            manifest["builder"] = pt2_mod.save_program(job.program, tmp, manifest)
-            return "cpu"
-        import torch
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        steps.say(f"{name}: compiling with AOTInductor for {device} (takes a while)")
-        manifest["builder"] = pt2_mod.compile_aoti(job.program, tmp, manifest, device)
-        return device
+def _program(job: _Job):
+    from hac_export import pt2 as pt2_mod
+
+    if job.program is None:
+        job.program = pt2_mod.export_program(job.model, job.k, job.size, job.batch[2])
+    return job.program
+
+
+def _write_pt2(job: _Job, precision: str, tmp: Path, name: str, manifest: dict, steps) -> str:
+    from hac_export import pt2 as pt2_mod
+
+    manifest["builder"] = pt2_mod.save_program(_program(job), tmp, manifest)
+    return "cpu"
+
+
+def _write_aoti(job: _Job, precision: str, tmp: Path, name: str, manifest: dict, steps) -> str:
+    import torch
+
+    from hac_export import pt2 as pt2_mod
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps.say(f"{name}: compiling with AOTInductor for {device} (takes a while)")
+    manifest["builder"] = pt2_mod.compile_aoti(_program(job), tmp, manifest, device)
+    return device
+
+
+def _write_trt(job: _Job, precision: str, tmp: Path, name: str, manifest: dict, steps) -> str:
     from hac_export import trt as trt_mod
 
     steps.say(f"{name}: building the TensorRT engine")
     manifest["builder"] = trt_mod.build_engine(job.made[("onnx", precision)], tmp, precision, job.batch,
                                                job.workspace_gb)
     return "cuda:0"
+
+
+#: format (a row of ``hac_runtime.spec.FORMATS``) → its writer: ``(job, precision, tmp, name, manifest, steps)``
+#: writes the artifact to ``tmp``, fills the manifest's builder facts and returns the device parity runs on
+WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2, "aoti": _write_aoti, "trt": _write_trt}
+
+
+def _write_artifact(job: _Job, fmt: str, precision: str, tmp: Path, name: str, manifest: dict, steps) -> str:
+    writer = WRITERS.get(fmt)
+    if writer is None:
+        raise HacFailure(f"format {fmt!r} has no writer in hac_export.api.WRITERS")
+    return writer(job, precision, tmp, name, manifest, steps)
 
 
 def _write_parity(out: Path, records: dict, checkpoint: Path, source_sha: str, inputs: str) -> Path:
@@ -286,6 +351,9 @@ def _summary(report: ExportReport) -> None:
         table.add_column(col, no_wrap=True)
     for a in report.artifacts:
         p = a["parity"]
+        if p is None:  # not made
+            table.add_row(a["name"], a["precision"], "ERROR", "—", "—", "—", "—", f"{a['seconds']:.0f}")
+            continue
         table.add_row(a["name"], a["precision"], "passed" if a["status"] == "passed" else "FAILED",
                       f"{p['max_abs']:.1e}", f"{p['cosine_min']:.5f}", f"{p['top1_agree']:.2f}",
                       f"{a['path'].stat().st_size / 1e6:.0f}", f"{a['seconds']:.0f}")

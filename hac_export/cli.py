@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from hac_runtime.spec import ENGINES as ENGINE_CHOICES
 from hac_export.int8 import CALIB_METHODS
 from hac_runtime.errors import click_main
 
@@ -25,9 +26,12 @@ from hac_runtime.errors import click_main
 def export_command(checkpoint, formats, fp16, int8, calib, calib_method, batch, out, workspace):
     """Export CHECKPOINT to checked artifacts, each with a manifest, and OUT/parity.json."""
     from hac_export.api import export
+    from hac_runtime.errors import HacFailure
 
-    export(checkpoint, formats=formats, fp16=fp16, int8=int8, calib=calib, batch=batch, out=out,
-           calib_method=calib_method, workspace_gb=workspace)
+    report = export(checkpoint, formats=formats, fp16=fp16, int8=int8, calib=calib, batch=batch, out=out,
+                    calib_method=calib_method, workspace_gb=workspace)
+    if report.failed:
+        raise HacFailure(report.failure())
 
 
 export_main = click_main(export_command, "hac-export")
@@ -35,7 +39,9 @@ export_main = click_main(export_command, "hac-export")
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
-@click.option("--engine", "engines", default="all", show_default=True, help="Comma-separated: trt, ort, torch, or all.")
+@click.option("--engine", "engines", default="all", show_default=True,
+              help=f"Comma-separated: {', '.join(ENGINE_CHOICES)}, or all.")
+@click.option("--full", is_flag=True, help="Every run of the format table, not the default selection.")
 @click.option("--batch", "batches", default="1,8", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--calib", type=click.Path(path_type=Path),
               help="Aligned clips (hac-prepare output) for INT8 calibration and parity [default: hac-synth clips].")
@@ -47,7 +53,7 @@ export_main = click_main(export_command, "hac-export")
               help="Minimum timed seconds per batch size (all engines interleaved).")
 @click.option("--warmup", type=click.FloatRange(0.0, 600), default=2.0, show_default=True,
               help="Warm-up seconds per engine and batch size.")
-def bench_command(checkpoint, engines, batches, calib, json_path, plot, out, seconds, warmup):
+def bench_command(checkpoint, engines, full, batches, calib, json_path, plot, out, seconds, warmup):
     """Parity and latency of every engine × precision × batch against eager PyTorch, in one table.
 
     Without CHECKPOINT: the built-in default (the paper's ResNet50 configuration, 224 px, k=5, seeded, untrained).
@@ -55,7 +61,7 @@ def bench_command(checkpoint, engines, batches, calib, json_path, plot, out, sec
     from hac_export.bench.run import run_bench
 
     run_bench(checkpoint, engines=engines, batches=batches, calib=calib, json_path=json_path, plot=plot, out=out,
-              seconds=seconds, warmup=warmup)
+              seconds=seconds, warmup=warmup, full=full)
 
 
 bench_main = click_main(bench_command, "hac-bench")

@@ -1,4 +1,4 @@
-"""The export formats, in one table (Ultralytics-like), and the plan an export command makes from its options.
+"""The plan an export command makes from its options, against the one format table (``hac_runtime.spec``).
 
 Every wrong combination of options is refused here, before any work, with a
 one-line reason.
@@ -9,31 +9,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hac_runtime import spec
 from hac_runtime.errors import HacError
 
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass(frozen=True)
-class Format:
-    name: str  #: ``--format`` value and manifest ``format``
-    suffix: str  #: artifact file suffix
-    precisions: tuple  #: precisions it can be exported in
-    needs_gpu: bool  #: needs a CUDA GPU (and TensorRT) to export
-    engine: str  #: runtime engine that runs it (hac_runtime.engines)
-    description: str
-
-
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("onnx", ".onnx", ("fp32", "fp16", "int8"), False, "ort",
-           "ONNX, dynamic batch: FP32; mixed FP16 (--fp16); static QDQ INT8 (--int8 --calib)"),
-    Format("trt", ".engine", ("fp32", "fp16", "int8"), True, "trt",
-           "TensorRT engine built from the ONNX of the same precision; one profile from --batch"),
-    Format("pt2", ".pt2", ("fp32",), False, "torch", "torch.export ExportedProgram (FP32)"),
-    Format("aoti", ".aoti.pt2", ("fp32",), False, "torch",
-           "AOTInductor-compiled package (FP32; compiled for CUDA where available, else CPU)"),
-)}
-ORDER = ("onnx", "pt2", "aoti", "trt")  # trt last: it builds from the ONNX files
+#: the export formats and their precisions: one table, the runtime's (``hac_runtime.spec``)
+FORMATS = spec.FORMATS
+PRECISIONS = tuple(p for p in spec.PRECISIONS if any(p in f.precisions for f in FORMATS.values()))
+#: export order: a format another builds from comes first (TensorRT builds from the ONNX files); any
+#: format the table gains is exported after these
+ORDER = tuple(dict.fromkeys(("onnx", "pt2", "aoti", *FORMATS, "trt")))
 DEFAULT_BATCH = (1, 8, 16)
 
 
@@ -74,8 +58,12 @@ def parse_formats(text) -> tuple[str, ...]:
 
 
 def plan_export(formats="onnx", fp16: bool = False, int8: bool = False, calib=None, batch=DEFAULT_BATCH,
-                calib_method: str | None = None, workspace_gb: float | None = None) -> ExportPlan:
-    """Check the options against the table and decide which artifacts to write."""
+                calib_method: str | None = None, workspace_gb: float | None = None,
+                include_fp32: bool = False) -> ExportPlan:
+    """Check the options against the table and decide which artifacts to write.
+
+    ``include_fp32``: every format also in FP32 (``hac-bench`` measures all); otherwise a format other than
+    ONNX is written in FP32 only when no reduced precision is asked for."""
     names = parse_formats(formats)
     lo, opt, hi = parse_batch(batch)
     reduced = [p for p, on in (("fp16", fp16), ("int8", int8)) if on]
@@ -99,7 +87,8 @@ def plan_export(formats="onnx", fp16: bool = False, int8: bool = False, calib=No
         if n == "onnx":  # the FP32 ONNX is the source of the others
             precisions[n] = ("fp32", *[p for p in reduced if p in allowed])
         else:
-            precisions[n] = tuple(p for p in reduced if p in allowed) or ("fp32",)
+            precisions[n] = tuple(p for p in ("fp32", *reduced) if p in allowed and (p != "fp32" or include_fp32
+                                                                                   or not any(q in allowed for q in reduced)))
     if "trt" in names:  # TensorRT builds from the ONNX of the same precision: export it too
         precisions["onnx"] = tuple(p for p in PRECISIONS if p == "fp32" or p in precisions["trt"]
                                    or p in precisions.get("onnx", ()))

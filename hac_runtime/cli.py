@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from hac_runtime import spec
 from hac_runtime.errors import click_main
 from hac_runtime.faces.align import ALIGNERS
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR, DETECTORS
@@ -42,10 +43,11 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--model", "-m", required=True, type=click.Path(),
               help="Exported artifact (hac.onnx, *.engine, *.pt2) with its .json manifest, or an export folder.")
-@click.option("--engine", type=click.Choice(["auto", "trt", "ort", "torch"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(["auto", *spec.ENGINES]), default="auto", show_default=True,
               help="Engine; auto: time every engine (and artifact of a folder) that can run here, keep the fastest.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
-              help="With an export folder: only its artifacts of this precision [default: any that passed parity].")
+@click.option("--precision", type=click.Choice(spec.PRECISIONS), default=None,
+              help="Only runs of this precision (an export folder's artifacts; bf16: OpenVINO on the FP32 ONNX) "
+                   "[default: any that passed parity].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="JSON lines file [default: stdout].")
 @click.option("--video-out", type=click.Path(dir_okay=False), default=None,

@@ -19,18 +19,12 @@ import numpy as np
 from hac_export.bench.flops import clip_flops
 from hac_export.bench.timing import measure_interleaved, percentiles_ms, warm_up
 from hac_export.parity_inputs import synthetic_clips
-from hac_runtime import __version__
+from hac_runtime import __version__, spec
 from hac_runtime.atomic import check_output_dir, check_output_file
 from hac_runtime.engines.base import parity_figures
-from hac_runtime.errors import HacError, HacFailure
+from hac_runtime.errors import HacError
 
-ENGINE_CHOICES = ("trt", "ort", "torch")
-#: engine → [(export format, precision)] it is benchmarked in
-CANDIDATES = {
-    "ort": [("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8")],
-    "torch": [("pt2", "fp32"), ("aoti", "fp32")],
-    "trt": [("trt", "fp32"), ("trt", "fp16"), ("trt", "int8")],
-}
+ENGINE_CHOICES = tuple(spec.ENGINES)  #: --engine values (``all``: every one)
 SETTLE_S = 0.05  # untimed pause between timed calls (timing.measure_interleaved)
 UNTRAINED_NOTE = ("parity of an untrained model says little (its logits are nearly flat, so top-1 flips easily and INT8 "
                   "especially looks worse than it is): judge INT8 on a trained checkpoint with real --calib clips")
@@ -38,29 +32,42 @@ UNTRAINED_NOTE = ("parity of an untrained model says little (its logits are near
 
 @dataclass
 class Candidate:
+    """One row of ``spec.RUNS`` to measure: ``engine`` runs the ``fmt`` artifact of ``artifact_precision``
+    as ``precision``."""
+
     engine: str
     fmt: str
     precision: str
+    artifact_precision: str = ""
     status: str = "ok"
     reason: str = ""
     path: Path | None = None
     parity: dict = field(default_factory=dict)
     runner: object = None
 
+    def __post_init__(self):
+        self.artifact_precision = self.artifact_precision or self.precision
+
     @property
     def label(self) -> str:
         return f"{self.engine}/{self.fmt}" if self.fmt not in ("onnx", "trt") else self.engine
 
 
+def candidates_for(engines: list[str], full: bool = False) -> list[Candidate]:
+    """The rows of ``spec.RUNS`` for ``engines``: the default selection, or every run with ``full``."""
+    return [Candidate(r.engine, r.fmt, r.precision, r.artifact_precision) for r in spec.RUNS
+            if r.engine in engines and (full or r.default)]
+
+
 def parse_engines(text) -> list[str]:
     names = [t.strip().lower() for t in str(text).split(",") if t.strip()]
     if not names:
-        raise HacError("--engine: give trt, ort, torch or all")
+        raise HacError(f"--engine: give {', '.join(ENGINE_CHOICES)} or all")
     if "all" in names:
         return list(ENGINE_CHOICES)
     bad = [n for n in names if n not in ENGINE_CHOICES]
     if bad:
-        raise HacError(f"--engine: unknown engine {bad[0]!r}; choose from trt, ort, torch, all")
+        raise HacError(f"--engine: unknown engine {bad[0]!r}; choose from {', '.join(ENGINE_CHOICES)}, all")
     return [e for e in ENGINE_CHOICES if e in names]
 
 
@@ -126,68 +133,68 @@ def default_checkpoint(folder: Path) -> Path:
 
 def _export(candidates: list[Candidate], ckpt: Path, calib: Path, batch_max: int, out: Path, log,
             tolerances: dict | None = None) -> None:
-    """Export each candidate (grouped by format so fp16/int8 reuse the FP32 ONNX); fill status, path, parity."""
+    """One export for every candidate (each artifact written once, parity judged once per run); fill status,
+    path and parity. An artifact that fails leaves the other rows as they are."""
     from hac_export.api import export
 
-    by_format: dict[str, list[Candidate]] = {}
-    for c in candidates:
-        if c.status == "ok":
-            by_format.setdefault(c.fmt, []).append(c)
-    for fmt, group in by_format.items():
-        precisions = {c.precision for c in group}
-        log(f"hac-bench: exporting {fmt} ({', '.join(sorted(precisions))})")
-        try:
-            report = export(ckpt, formats=fmt, fp16="fp16" in precisions, int8="int8" in precisions,
-                            calib=calib, batch=f"1:{batch_max}:{batch_max}", out=out, tolerances=tolerances,
-                            verbose=False)
-            artifacts = report.artifacts
-        except HacFailure as e:
-            report = getattr(e, "report", None)
-            if report is None:
-                for c in group:
-                    c.status, c.reason = "export failed", str(e)
-                continue
-            artifacts = report.artifacts
-        except HacError as e:
-            for c in group:
-                c.status, c.reason = ("unavailable" if fmt == "trt" else "export failed"), str(e)
+    wanted = [c for c in candidates if c.status == "ok"]
+    if not wanted:
+        return
+    formats = list(dict.fromkeys(c.fmt for c in wanted))
+    precisions = {c.artifact_precision for c in wanted}
+    log(f"hac-bench: exporting {', '.join(formats)} ({', '.join(sorted(precisions))})")
+    try:
+        report = export(ckpt, formats=",".join(formats), fp16="fp16" in precisions, int8="int8" in precisions,
+                        calib=calib, batch=f"1:{batch_max}:{batch_max}", out=out, tolerances=tolerances,
+                        include_fp32=True, verbose=False)
+    except HacError as e:
+        for c in wanted:
+            c.status, c.reason = "export failed", str(e)
+        return
+    for c in wanted:
+        made = [a for a in report.artifacts if a["format"] == c.fmt and a["precision"] == c.artifact_precision]
+        if not made:
+            c.status, c.reason = "export failed", f"no {c.artifact_precision} {c.fmt} artifact"
             continue
-        except Exception as e:  # noqa: BLE001 - one format's crash must not end the benchmark
-            for c in group:
-                c.status, c.reason = "export failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        a = made[0]
+        if a["parity"] is None:
+            c.status, c.reason = "export failed", a["error"]
             continue
-        for c in group:
-            made = [a for a in artifacts if a["format"] == fmt and a["precision"] == c.precision]
-            if not made:
-                if c.precision != "fp32" or fmt in ("onnx", "trt"):
-                    c.status, c.reason = "export failed", f"no {c.precision} artifact"
-                continue
-            a = made[0]
-            c.path, c.parity = Path(a["path"]), a["parity"]
-            if a["status"] != "passed":  # never timed: its numbers are not the model's
-                c.status = "parity failed"
-                c.reason = f"parity failed ({parity_figures(a['parity'])}): {'; '.join(a['parity']['failures'])}"
+        c.path = Path(a["path"])
+        native = c.engine == spec.native_engine(c.fmt) and c.precision == c.artifact_precision
+        verdict = a["parity"] if native else (a["parity"].get("runs") or {}).get(f"{c.engine}/{c.precision}")
+        if a["status"] != "passed" and native:  # never timed: its numbers are not the model's
+            c.status = "parity failed"
+            c.reason = f"parity failed ({parity_figures(a['parity'])}): {'; '.join(a['parity']['failures'])}"
+        elif a["status"] != "passed":
+            c.status, c.reason = "parity failed", f"its {c.artifact_precision} artifact failed parity"
+        elif verdict is None:
+            c.status, c.reason = "unavailable", f"{c.engine} could not be judged here"
+        elif "max_abs" not in verdict:
+            c.status, c.reason = "unavailable", verdict.get("error", "could not run")
+        elif not verdict["passed"]:
+            c.status = "parity failed"
+            c.reason = f"parity failed ({parity_figures(verdict)}): {'; '.join(verdict['failures'])}"
+        c.parity = verdict or {}
 
 
 def _availability(candidates: list[Candidate]) -> None:
-    """Mark what this machine cannot run, with the reason (TensorRT needs CUDA and the tensorrt package)."""
+    """Mark what this machine cannot run, with the reason (TensorRT needs CUDA; optional engines their package)."""
     import torch
 
+    from hac_runtime.engines.select import installed
+
     for c in candidates:
-        if c.engine != "trt":
-            continue
-        if not torch.cuda.is_available():
+        engine = spec.ENGINES[c.engine]
+        if engine.devices == ("cuda",) and not torch.cuda.is_available():
             c.status, c.reason = "unavailable", "no CUDA GPU on this machine"
-            continue
-        try:
-            import tensorrt  # noqa: F401
-        except Exception:  # noqa: BLE001
-            c.status, c.reason = "unavailable", "TensorRT is not installed (pip install -e '.[gpu]')"
+        elif not installed(c.engine):
+            c.status, c.reason = "unavailable", f"{engine.description} is not installed ({engine.install})"
 
 
 def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_path=None, plot=None, out=None,
               seconds: float = 5.0, warmup: float = 2.0, log=None, verbose: bool = True,
-              tolerances: dict | None = None) -> dict:
+              tolerances: dict | None = None, full: bool = False) -> dict:
     """Benchmark engines against eager PyTorch; returns the bench document (CONTRACTS.md "Bench JSON").
 
     ``tolerances`` overrides parity tolerances per precision (as in ``hac_export.api.export``)."""
@@ -230,7 +237,7 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
 
     clipset = load_clips(calib, pre, ckpt["classes"])
     x = clipset.x
-    candidates = [Candidate(e, f, p) for e in engines for f, p in CANDIDATES[e]]
+    candidates = candidates_for(engines, full)
     _availability(candidates)
     _export(candidates, ckpt_path, calib, max(batches), out, log, tolerances)
 
@@ -248,8 +255,9 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     runnable = [c for c in candidates if c.status == "ok" and c.path is not None]
     for c in runnable:
         try:
-            dev = "cuda" if (on_gpu and c.engine in ("trt", "torch")) else ("cuda" if on_gpu and c.engine == "ort" else "cpu")
-            c.runner = load_engine(c.path, c.engine, dev)
+            dev = "cuda" if on_gpu and "cuda" in spec.ENGINES[c.engine].devices else "cpu"
+            c.runner = load_engine(c.path, c.engine, dev,
+                                   precision=None if c.precision == c.artifact_precision else c.precision)
         except HacError as e:
             c.status, c.reason = "unavailable", str(e)
     runnable = [c for c in runnable if c.runner is not None]

@@ -7,9 +7,12 @@ preprocessing, the checkpoint's checksum, builder facts and the parity verdict.
 ``load_engine`` refuses an artifact whose manifest is missing, names another
 file, failed its parity check, or does not fit the artifact, with one line.
 
-Backends live one per folder (``ort``, ``trt``, ``torch``), each with a
-``loader`` (open and check the artifact) and a ``runner`` (the ``Engine``).
-Nothing heavy is imported here: each backend imports its library when used.
+Backends live one per folder (``ort``, ``trt``, ``torch``, ``openvino``), each with a
+``loader`` (open and check the artifact) and a ``runner`` (the ``Engine``); which
+engine runs which format comes from ``hac_runtime.spec``. ``Engine.infer``
+validates every batch before the backend's ``_run`` sees it (Polygraphy's runner
+pattern), so no backend can skip the check. Nothing heavy is imported here: each
+backend imports its library when used.
 """
 from __future__ import annotations
 
@@ -18,18 +21,13 @@ import importlib
 import json
 from pathlib import Path
 
+import numpy as np
+
+from hac_runtime import spec
 from hac_runtime.errors import HacError
 
 MANIFEST_SCHEMA = "hac-manifest/1"
-ENGINES = ("ort", "trt", "torch")
-#: manifest ``format`` → (file suffix, engine that runs it)
-FORMATS = {
-    "onnx": (".onnx", "ort"),
-    "trt": (".engine", "trt"),
-    "pt2": (".pt2", "torch"),
-    "aoti": (".pt2", "torch"),
-}
-ENGINE_CLASSES = {"ort": "OrtEngine", "trt": "TrtEngine", "torch": "TorchEngine"}
+ENGINES = tuple(spec.ENGINES)
 REQUIRED = ("format", "precision", "status", "artifact", "classes", "preprocess", "input", "output",
             "source_sha256", "toolkit_version")
 GPU_INSTALL = "pip install -e '.[gpu]'"
@@ -74,9 +72,9 @@ def check_manifest(manifest: dict, artifact, require_passed: bool = True, verify
     if require_passed and manifest["status"] != "passed":
         raise HacError(f"{artifact.name}: refused, {parity_verdict(manifest)}")
     fmt = manifest["format"]
-    if fmt not in FORMATS:
-        raise HacError(f"{where}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    suffix = FORMATS[fmt][0]
+    if fmt not in spec.FORMATS:
+        raise HacError(f"{where}: unknown format {fmt!r} (known: {', '.join(spec.FORMATS)})")
+    suffix = spec.FORMATS[fmt].suffix
     if not artifact.name.endswith(suffix):
         raise HacError(f"{artifact}: a {fmt} manifest needs a {suffix} file, not {artifact.name}")
     inp, out = manifest["input"], manifest["output"]
@@ -139,7 +137,7 @@ class Engine:
 
     kind = ""
 
-    def __init__(self, artifact, manifest: dict, device: str):
+    def __init__(self, artifact, manifest: dict, device: str, precision: str | None = None):
         self.artifact = Path(artifact)
         self.manifest = manifest
         self.device = device
@@ -148,7 +146,9 @@ class Engine:
         self.output_name = manifest["output"]["name"]
         self.classes = list(manifest["classes"])
         self.preprocess = dict(manifest["preprocess"])
-        self.precision = manifest["precision"]
+        self.artifact_precision = manifest["precision"]
+        #: what it computes in: the artifact's precision, or a run's (OpenVINO's bf16 on an FP32 file)
+        self.precision = precision or manifest["precision"]
         self.format = manifest["format"]
         limits = manifest["input"].get("batch") or {}
         self.min_batch, self.max_batch = limits.get("min") or 1, limits.get("max")
@@ -166,14 +166,26 @@ class Engine:
             raise HacError(f"{self.artifact.name}: input must be (B, {', '.join(map(str, self.input_shape[1:]))}), got {shape}")
         if dtype != "float32":
             raise HacError(f"{self.artifact.name}: input must be float32, got {dtype}")
-        if shape[0] < self.min_batch:
-            raise HacError(f"{self.artifact.name}: batch {shape[0]} is below its minimum batch {self.min_batch}")
         if self.max_batch is not None and shape[0] > self.max_batch:
             raise HacError(f"{self.artifact.name}: batch {shape[0]} exceeds its maximum batch {self.max_batch} "
                            f"(re-export with a larger --batch MIN:OPT:MAX)")
         return shape[0]
 
     def infer(self, batch):
+        """Validate ``batch`` (shape, dtype, batch limits), then run it. A batch below a profile's minimum
+        is padded up to it (repeating its last clip) and the outputs sliced back."""
+        b = self.check_input(batch)
+        if b >= self.min_batch:
+            return self._run(batch)
+        pad = self.min_batch - b
+        if isinstance(batch, np.ndarray):
+            return self._run(np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)]))[:b]
+        import torch
+
+        return self._run(torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])]))[:b]
+
+    def _run(self, batch):
+        """The backend's inference on a batch ``infer`` has already checked."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -191,12 +203,13 @@ class Engine:
 
 
 def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: dict | None = None,
-                cuda_graph: bool = False, require_passed: bool = True) -> Engine:
+                cuda_graph: bool = False, require_passed: bool = True, precision: str | None = None) -> Engine:
     """Open ``artifact`` on ``engine`` (``auto``: the one that runs its format) and ``device``.
 
     ``manifest`` defaults to ``<artifact>.json``. The manifest must say the artifact passed parity
     unless ``require_passed=False`` — only for a caller that judges it itself (hac-export, before
     publishing). ``cuda_graph``: TensorRT only, replay one CUDA graph per batch bucket.
+    ``precision``: a run precision other than the artifact's, where ``spec.RUNS`` has one (OpenVINO bf16).
     """
     artifact = Path(artifact)
     if not artifact.exists():
@@ -206,20 +219,26 @@ def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: 
     manifest = check_manifest(manifest if manifest is not None else read_manifest(artifact), artifact,
                               require_passed=require_passed)
     fmt = manifest["format"]
-    native = FORMATS[fmt][1]
+    runs_here = spec.engines_for(fmt)
     engine = (engine or "auto").lower()
     if engine == "auto":
-        engine = native
-    elif engine not in ENGINES:
-        raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(ENGINES)}")
-    elif engine != native:
-        raise HacError(f"{artifact.name} is a {fmt} artifact: it runs on the {native} engine, not {engine} "
-                       f"(export a {engine} artifact with hac-export --format ...)")
+        engine = runs_here[0]
+    elif engine not in spec.ENGINES:
+        raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(spec.ENGINES)}")
+    elif engine not in runs_here:
+        raise HacError(f"{artifact.name} is a {fmt} artifact: it runs on the {' or '.join(runs_here)} engine, not "
+                       f"{engine} (export a {engine} artifact with hac-export --format ...)")
     parse_device(device)
     options = {}
+    if precision is not None and precision != manifest["precision"]:
+        if not spec.runs_for(fmt, manifest["precision"], engine) or precision not in {
+                r.precision for r in spec.runs_for(fmt, manifest["precision"], engine)}:
+            raise HacError(f"{artifact.name}: the {engine} engine cannot run a {manifest['precision']} {fmt} "
+                           f"artifact as {precision}")
+        options["precision"] = precision
     if cuda_graph:
         if engine != "trt":
             raise HacError(f"{artifact.name}: CUDA-graph replay applies to TensorRT engines, not to {engine}")
         options["cuda_graph"] = True
-    module = importlib.import_module(f"hac_runtime.engines.{engine}.runner")
-    return getattr(module, ENGINE_CLASSES[engine])(artifact, manifest, device, **options)
+    module_name, cls = spec.ENGINES[engine].runner.split(":")
+    return getattr(importlib.import_module(module_name), cls)(artifact, manifest, device, **options)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hac_runtime.engines.base import ENGINES, FORMATS, MANIFEST_SCHEMA, load_engine, parity_verdict, read_manifest
+from hac_runtime import spec
+from hac_runtime.engines.base import MANIFEST_SCHEMA, load_engine, parity_figures, parity_verdict, read_manifest
 from hac_runtime.errors import HacError
 
-PRECISIONS = ("fp32", "fp16", "int8")
 PARITY_FILE = "parity.json"  #: the verdicts of one export folder, and the checkpoint it belongs to
 
 
@@ -26,12 +26,13 @@ class Candidate:
     artifact: Path
     engine: str
     device: str
+    precision: str | None = None  #: the run's precision when it is not the artifact's (OpenVINO bf16)
     ms: float | None = None  # median time of one batch-1 clip
     error: str | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.artifact.name} on {self.engine}/{self.device}"
+        return f"{self.artifact.name} on {self.engine}/{self.device}" + (f" ({self.precision})" if self.precision else "")
 
 
 @dataclass
@@ -60,32 +61,44 @@ class EngineChoice:
         return line
 
 
+def installed(engine: str) -> bool:
+    """Whether the Python package ``engine`` needs is importable here (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(spec.ENGINES[engine].package) is not None
+
+
 def _cuda_sides(engine: str) -> bool:
     """Whether ``engine`` can run on a CUDA GPU here (checked without starting anything heavy)."""
+    if "cuda" not in spec.ENGINES[engine].devices or not installed(engine):
+        return False
     if engine == "trt":
         return True
     if engine == "ort":
-        try:
-            import onnxruntime
-        except ImportError:
-            return False
+        import onnxruntime
+
         return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    try:
-        import torch
-    except ImportError:
-        return False
+    import torch
+
     return torch.cuda.is_available()
 
 
 def _devices_for(manifest: dict, engine: str, device: str) -> list[str]:
-    """The devices to try ``engine`` on: the asked one, or for ``auto`` CUDA where possible, else the CPU."""
+    """The devices to try ``engine`` on: the asked one, or for ``auto`` CUDA where it can run and the CPU."""
     if device != "auto":
         return [device]
-    if engine == "trt":
-        return ["cuda"]
     if manifest["format"] == "aoti":
         return [(manifest.get("builder") or {}).get("device", "cpu")]
-    return ["cuda"] if _cuda_sides(engine) else ["cpu"]
+    devices = spec.ENGINES[engine].devices
+    out = ["cuda"] if "cuda" in devices and _cuda_sides(engine) else []
+    return out + (["cpu"] if "cpu" in devices else []) or ["cuda"]
+
+
+def run_verdict(manifest: dict, engine: str, precision: str) -> dict | None:
+    """The export's parity record of one run of this artifact (None: never judged)."""
+    if engine == spec.native_engine(manifest["format"]) and precision == manifest["precision"]:
+        return manifest.get("parity")
+    return ((manifest.get("parity") or {}).get("runs") or {}).get(f"{engine}/{precision}")
 
 
 @dataclass
@@ -125,7 +138,7 @@ def scan_folder(folder: Path, precision: str | None = None) -> tuple[list[Path],
             manifest = read_manifest(artifact)
         except HacError:
             continue
-        if manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("format") not in FORMATS:
+        if manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("format") not in spec.FORMATS:
             continue  # some other JSON file
         if precision and manifest.get("precision") != precision:
             continue
@@ -157,20 +170,21 @@ def artifacts_in(folder: Path, precision: str | None = None) -> list[Path]:
 
 def candidates_for(model, engine: str = "auto", device: str = "auto", precision: str | None = None,
                    skipped: list | None = None) -> list[Candidate]:
-    """Every (artifact, engine, device) to try for ``model`` (an artifact or an export folder).
+    """Every (artifact, engine, device, precision) to try for ``model`` (an artifact or an export folder).
 
-    ``skipped``, when given, receives the folder's artifacts that were left out, with the reason."""
+    ``engine="auto"``: every run of ``spec.RUNS`` whose engine is installed here and whose parity the export
+    judged and passed (the artifact's own engine always). ``precision`` keeps runs of that precision.
+    ``skipped``, when given, receives the folder's artifacts (and runs) left out, with the reason."""
     model = Path(model)
-    if precision is not None and precision not in PRECISIONS:
-        raise HacError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if precision is not None and precision not in spec.PRECISIONS:
+        raise HacError(f"unknown precision {precision!r}; choose {', '.join(spec.PRECISIONS)}")
+    skipped = [] if skipped is None else skipped
     if model.is_dir():
-        artifacts, left_out = scan_folder(model, precision)
-        if skipped is not None:
-            skipped.extend(left_out)
+        artifacts, left_out = scan_folder(model)
+        skipped.extend(left_out)
         if not artifacts:
-            what = f"{precision} " if precision else ""
             why = f" ({'; '.join(map(str, left_out))})" if left_out else " (run hac-export first)"
-            raise HacError(f"{model}: no {what}exported artifact that passed its parity check{why}")
+            raise HacError(f"{model}: no exported artifact that passed its parity check{why}")
     elif not model.exists():
         raise HacError(f"{model}: model file not found")
     else:
@@ -178,14 +192,36 @@ def candidates_for(model, engine: str = "auto", device: str = "auto", precision:
     out = []
     for artifact in artifacts:
         manifest = read_manifest(artifact)
-        native = FORMATS.get(manifest.get("format"), (None, None))[1]
-        if engine not in ("auto", native):
+        fmt = manifest.get("format")
+        if fmt not in spec.FORMATS:
+            return [Candidate(artifact, engine, device)]  # load_engine says what is wrong
+        engines = spec.engines_for(fmt)
+        if engine != "auto" and engine not in engines:
             if model.is_dir():
                 continue
             return [Candidate(artifact, engine, device)]  # load_engine says why it cannot
-        out += [Candidate(artifact, native, d) for d in _devices_for(manifest, native, device)]
+        for run in spec.runs_for(fmt, manifest["precision"], None if engine == "auto" else engine):
+            if precision is not None and run.precision != precision:
+                continue
+            native = run.engine == spec.native_engine(fmt) and run.precision == manifest["precision"]
+            if not native:
+                verdict = run_verdict(manifest, run.engine, run.precision)
+                if engine == "auto" and not installed(run.engine):
+                    continue  # an optional engine that is not installed: nothing to say
+                if not (verdict or {}).get("passed"):
+                    why = ("never judged for parity at export (re-export with it installed)" if verdict is None
+                           else f"failed parity at export ({parity_figures(verdict)})" if "max_abs" in verdict
+                           else f"could not run at export ({verdict.get('error')})")
+                    skipped.append(Skipped(f"{artifact.name} on {run.engine} ({run.precision})", why))
+                    continue
+            run_precision = None if run.precision == manifest["precision"] else run.precision
+            out += [Candidate(artifact, run.engine, d, run_precision)
+                    for d in _devices_for(manifest, run.engine, device)]
     if not out:
-        raise HacError(f"{model}: no artifact in it runs on the {engine} engine")
+        what = f" as {precision}" if precision else ""
+        why = f" ({'; '.join(map(str, skipped))})" if skipped else ""
+        on = "" if engine == "auto" else f" on the {engine} engine"
+        raise HacError(f"{model}: no artifact that passed its parity check runs here{on}{what}{why}")
     return out
 
 
@@ -210,7 +246,8 @@ def _same_model(engines: list) -> None:
 
 
 def _open(c: Candidate, cuda_graph: bool):
-    return load_engine(c.artifact, engine=c.engine, device=c.device, cuda_graph=cuda_graph and c.engine == "trt")
+    return load_engine(c.artifact, engine=c.engine, device=c.device, cuda_graph=cuda_graph and c.engine == "trt",
+                       precision=c.precision)
 
 
 def choose_engine(model, engine: str = "auto", device: str = "auto", precision: str | None = None,
@@ -219,8 +256,8 @@ def choose_engine(model, engine: str = "auto", device: str = "auto", precision: 
 
     ``cuda_graph``: TensorRT candidates replay CUDA graphs (others are unaffected)."""
     engine = (engine or "auto").lower()
-    if engine != "auto" and engine not in ENGINES:
-        raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(ENGINES)}")
+    if engine != "auto" and engine not in spec.ENGINES:
+        raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(spec.ENGINES)}")
     skipped: list[Skipped] = []
     candidates = candidates_for(model, engine, device, precision, skipped)
     if len(candidates) == 1:

@@ -7,6 +7,7 @@ from rich.console import Console
 
 from hac_export.bench.report import print_table
 from hac_export.bench.run import parse_batches, parse_engines, run_bench
+from hac_runtime import spec
 from hac_runtime.errors import HacError
 
 ROW_KEYS = {"engine", "precision", "batch", "status", "size_mb", "p50_ms", "p90_ms", "p99_ms", "clips_per_s",
@@ -98,7 +99,7 @@ def test_bad_options():
         parse_batches("0,8")
     with pytest.raises(HacError, match="positive integers"):
         parse_batches("one")
-    assert parse_engines("all") == ["trt", "ort", "torch"]
+    assert parse_engines("all") == list(spec.ENGINES) == ["ort", "trt", "torch", "openvino"]
     assert parse_batches("8,1,8") == [1, 8]
 
 
@@ -121,3 +122,26 @@ def test_cli_bad_input_one_line_exit_2(tmp_path, capsys):
     code, err = run([junk, "--out", tmp_path / "o"])
     assert code == 2 and "not a PyTorch checkpoint" in err
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_one_export_per_run_and_a_failed_build_fails_alone(tiny_ckpt, calib_dir, tmp_path, monkeypatch):
+    """Each artifact written once (one export plan), and a writer that fails leaves the other rows intact."""
+    import hac_export.api as api
+
+    writes = []
+    real = api.publish
+    monkeypatch.setattr(api, "publish", lambda tmp, final, m: writes.append(final.name) or real(tmp, final, m))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected build failure")
+
+    monkeypatch.setitem(api.WRITERS, "aoti", broken)  # fault injection: the AOTInductor build fails
+    doc = run_bench(tiny_ckpt, engines="ort,torch", batches="1,2", calib=calib_dir, out=tmp_path / "b",
+                    seconds=0.1, warmup=0.0, log=lambda m: None, verbose=False)
+    assert sorted(writes) == ["hac.fp16.onnx", "hac.int8.onnx", "hac.onnx"]  # once each; aoti never published
+    rows = {(r["engine"], r["format"], r["precision"], r["batch"]): r for r in doc["results"]}
+    for b in (1, 2):
+        aoti = rows[("torch", "aoti", "fp32", b)]
+        assert aoti["status"] == "export failed" and "injected build failure" in aoti["reason"]
+        for p in ("fp32", "fp16", "int8"):
+            assert rows[("ort", "onnx", p, b)]["status"] == "ok"

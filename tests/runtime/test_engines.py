@@ -64,7 +64,7 @@ def test_ort_engine_facts_and_infer(exported, ckpt):
 def test_auto_picks_the_engine_of_the_format(exported):
     with load_engine(exported.path("pt2")) as engine:
         assert type(engine).__name__ == "TorchEngine" and engine.device == "cpu"
-    with pytest.raises(HacError, match=r"hac.onnx is a onnx artifact: it runs on the ort engine, not trt"):
+    with pytest.raises(HacError, match=r"hac.onnx is a onnx artifact: it runs on the ort or openvino engine, not trt"):
         load_engine(exported.path("onnx"), engine="trt")
     with pytest.raises(HacError, match="unknown engine"):
         load_engine(exported.path("onnx"), engine="tvm")

@@ -22,8 +22,7 @@ class OrtEngine(Engine):
     def providers(self) -> list[str]:
         return self.session.get_providers() if self.session is not None else []
 
-    def infer(self, batch):
-        self.check_input(batch)
+    def _run(self, batch):
         if isinstance(batch, np.ndarray):
             return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(batch)})[0]
         if batch.device.type == "cuda" and self.device.startswith("cuda"):

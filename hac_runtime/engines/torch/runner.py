@@ -26,8 +26,7 @@ class TorchEngine(Engine):
     def providers(self) -> list[str]:
         return ["aoti" if self.format == "aoti" else "torch.export"]
 
-    def infer(self, batch):
-        self.check_input(batch)
+    def _run(self, batch):
         torch = self._torch
         from_numpy = isinstance(batch, np.ndarray)
         x = torch.from_numpy(np.ascontiguousarray(batch)) if from_numpy else batch

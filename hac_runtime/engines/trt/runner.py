@@ -86,8 +86,8 @@ class TrtEngine(Engine):
             self._graphs[bucket] = (graph, context)
         return self._graphs[bucket][0]
 
-    def infer(self, batch):
-        b = self.check_input(batch)
+    def _run(self, batch):
+        b = int(batch.shape[0])
         torch = self._torch
         from_numpy = isinstance(batch, np.ndarray)
         if not from_numpy and batch.device != torch.device(self.device):
@@ -95,10 +95,10 @@ class TrtEngine(Engine):
         if self.cuda_graph:
             logits = self._replay(batch, b)
         else:
-            logits = self._run(batch, b)
+            logits = self._run_plain(batch, b)
         return logits.cpu().numpy() if from_numpy else logits.clone()
 
-    def _run(self, batch, b: int):
+    def _run_plain(self, batch, b: int):
         torch = self._torch
         staging, outputs = self._buffers_for(b)
         if isinstance(batch, np.ndarray):
@@ -106,6 +106,9 @@ class TrtEngine(Engine):
             src = staging
         else:
             src = batch.contiguous()
+            if src.data_ptr() % 256:  # TensorRT needs 256-byte aligned addresses: a view may not be
+                staging.copy_(src)
+                src = staging
         # Our stream waits for whatever produced the input on the caller's stream.
         self.stream.wait_stream(torch.cuda.current_stream(self.device))
         self.context.set_input_shape(self.input_name, tuple(src.shape))

@@ -1,0 +1,38 @@
+"""OpenVINO engine: an exported ONNX file compiled for the CPU at the run's precision (fp32, bf16, int8)."""
+from __future__ import annotations
+
+import numpy as np
+
+from hac_runtime.engines.base import Engine, parse_device
+from hac_runtime.engines.openvino.loader import compile_onnx
+from hac_runtime.errors import HacError
+
+
+class OpenVinoEngine(Engine):
+    """``precision``: ``bf16`` runs an FP32 file with OpenVINO's BF16 precision hint; otherwise the file's own."""
+
+    kind = "openvino"
+
+    def __init__(self, artifact, manifest: dict, device: str = "auto", precision: str | None = None):
+        super().__init__(artifact, manifest, device, precision)
+        kind, _ = parse_device(device)
+        if kind == "cuda":
+            raise HacError(f"{self.artifact.name}: the openvino engine runs on the CPU here, not on CUDA")
+        self.device = "cpu"
+        self.compiled, self.facts = compile_onnx(self.artifact, self.precision)
+        self.request = self.compiled.create_infer_request()
+
+    @property
+    def providers(self) -> list[str]:
+        return [f"openvino-cpu-{self.facts['hint']}"]
+
+    def _run(self, batch):
+        if not isinstance(batch, np.ndarray):
+            import torch
+
+            return torch.from_numpy(self._run(batch.detach().cpu().numpy())).to(batch.device)
+        self.request.infer({0: np.ascontiguousarray(batch)})
+        return np.array(self.request.get_output_tensor(0).data, copy=True)
+
+    def close(self) -> None:
+        self.request = self.compiled = None

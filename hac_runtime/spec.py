@@ -1,0 +1,109 @@
+"""The artifact spec, one table read by every package (Ultralytics-like): formats, engines, precisions, runs.
+
+* ``FORMATS``: what ``hac-export`` writes — name (``--format`` and the manifest's ``format``), file suffix,
+  precisions it is written in, whether writing it needs a CUDA GPU.
+* ``ENGINES``: what runs artifacts — the runner class (imported only when used), the devices, the Python
+  package it needs and how to install it.
+* ``RUNS``: which engine runs which format at which precision, and from which artifact: the ORT rows run
+  each ONNX file as written; OpenVINO's BF16 runs the FP32 ONNX with a BF16 precision hint.
+
+``hac-export``'s planner, ``load_engine``, ``--engine auto``, the console scripts' choices and ``hac-bench``'s
+rows all come from here; adding a format or an engine is a row here plus its writer / runner. Importing this
+module imports neither torch nor ``hac_train`` (the runtime never does).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  #: every precision an artifact or a run can have
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  #: ``--format`` value and manifest ``format``
+    suffix: str  #: artifact file suffix
+    precisions: tuple  #: precisions the artifact is exported in
+    export_needs_gpu: bool  #: writing it needs a CUDA GPU (and TensorRT)
+    description: str
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str  #: ``--engine`` value
+    runner: str  #: ``module:Class`` of its Engine, imported when used
+    devices: tuple  #: devices it can run on
+    package: str  #: the Python module it needs
+    install: str  #: how to get it
+    description: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """``engine`` runs ``fmt`` artifacts exported in ``artifact_precision`` as ``precision``."""
+
+    engine: str
+    fmt: str
+    precision: str
+    artifact_precision: str
+    default: bool = True  #: part of ``hac-bench``'s default selection (``--full`` adds the rest)
+
+
+def _table(rows):
+    return {r.name: r for r in rows}
+
+
+FORMATS: dict[str, Format] = _table([
+    Format("onnx", ".onnx", ("fp32", "fp16", "int8"), False,
+           "ONNX, dynamic batch: FP32; mixed FP16 (--fp16); static QDQ INT8 (--int8 --calib)"),
+    Format("trt", ".engine", ("fp32", "fp16", "int8"), True,
+           "TensorRT engine built from the ONNX of the same precision; one profile from --batch"),
+    Format("pt2", ".pt2", ("fp32",), False, "torch.export ExportedProgram (FP32)"),
+    Format("aoti", ".aoti.pt2", ("fp32",), False,
+           "AOTInductor-compiled package (FP32; compiled for CUDA where available, else CPU)"),
+])
+
+ENGINES: dict[str, EngineSpec] = _table([
+    EngineSpec("ort", "hac_runtime.engines.ort.runner:OrtEngine", ("cpu", "cuda"), "onnxruntime",
+               "pip install -e '.[cpu]' (or '.[gpu]' for CUDA)", "ONNX Runtime"),
+    EngineSpec("trt", "hac_runtime.engines.trt.runner:TrtEngine", ("cuda",), "tensorrt",
+               "pip install -e '.[gpu]' on a CUDA machine", "TensorRT"),
+    EngineSpec("torch", "hac_runtime.engines.torch.runner:TorchEngine", ("cpu", "cuda"), "torch",
+               "pip install torch", "PyTorch (torch.export, AOTInductor)"),
+    EngineSpec("openvino", "hac_runtime.engines.openvino.runner:OpenVinoEngine", ("cpu",), "openvino",
+               "pip install -e '.[openvino]'", "OpenVINO (CPU; optional)"),
+])
+
+RUNS: tuple[Run, ...] = (
+    Run("ort", "onnx", "fp32", "fp32"), Run("ort", "onnx", "fp16", "fp16"), Run("ort", "onnx", "int8", "int8"),
+    Run("openvino", "onnx", "fp32", "fp32", default=False), Run("openvino", "onnx", "bf16", "fp32"),
+    Run("openvino", "onnx", "int8", "int8"),
+    Run("torch", "pt2", "fp32", "fp32", default=False), Run("torch", "aoti", "fp32", "fp32"),
+    Run("trt", "trt", "fp32", "fp32"), Run("trt", "trt", "fp16", "fp16"),
+    Run("trt", "trt", "int8", "int8"),
+)
+
+
+def native_engine(fmt: str) -> str:
+    """The engine an artifact of ``fmt`` runs on when none is named: the first that runs it."""
+    return next(r.engine for r in RUNS if r.fmt == fmt)
+
+
+def engines_for(fmt: str) -> list[str]:
+    """Every engine that runs ``fmt``, native first."""
+    out = []
+    for r in RUNS:
+        if r.fmt == fmt and r.engine not in out:
+            out.append(r.engine)
+    return out
+
+
+def runs_for(fmt: str, artifact_precision: str, engine: str | None = None) -> list[Run]:
+    """The runs of an artifact (``engine`` filters)."""
+    return [r for r in RUNS if r.fmt == fmt and r.artifact_precision == artifact_precision
+            and (engine is None or r.engine == engine)]
+
+
+def format_of_file(name: str) -> Format | None:
+    """The format whose suffix ``name`` ends with (the longest suffix wins: ``.aoti.pt2`` over ``.pt2``)."""
+    found = [f for f in FORMATS.values() if name.endswith(f.suffix)]
+    return max(found, key=lambda f: len(f.suffix)) if found else None
