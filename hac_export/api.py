@@ -31,7 +31,7 @@ from hac_runtime.engines import load_engine
 from hac_runtime.engines.base import parity_figures
 from hac_runtime import spec
 from hac_runtime.engines.select import PARITY_FILE, installed
-from hac_runtime.errors import HacError, HacFailure, one_line
+from hac_runtime.errors import HacError, HacException, HacFailure, one_line
 from hac_train.checkpoint import file_sha256, load_checkpoint
 
 
@@ -184,7 +184,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
                 except Exception as e:  # noqa: BLE001 - one artifact's failure (a build, an exporter) fails it alone
                     why = (f"needs {artifact_name(*e.args[0], hi, gpu)}, which was not made" if isinstance(e, KeyError)
                            and isinstance(e.args[0], tuple) else f"{type(e).__name__}: {one_line(e)}"
-                           if not isinstance(e, HacError) else str(e))
+                           if not isinstance(e, HacException) else str(e))
                     report.artifacts.append({"name": name, "path": None, "format": fmt, "precision": precision,
                                              "status": "error", "error": why, "parity": None,
                                              "seconds": round(time.perf_counter() - started, 2)})
@@ -230,7 +230,7 @@ def _parity(path: Path, fmt: str, device: str, manifest: dict, x, ref, labels, t
                                                     parity_mod.tolerance_for(run.precision, "cpu", tolerances),
                                                     labels, manifest["input"]["batch"]["min"])
                 runs[key].update(engine=engine.kind, device=engine.device, providers=engine.providers)
-        except HacError as e:
+        except HacException as e:
             runs[key] = {"passed": False, "error": str(e)}
     if runs:
         record["runs"] = runs

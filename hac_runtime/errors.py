@@ -1,4 +1,4 @@
-"""One error type for bad input, and the CLI wrapper that turns it into one line and exit 2.
+"""Two error kinds (bad input: exit 2; internal failure: exit 1), and the CLI wrapper that turns them into one line.
 
 Exit codes (CONTRACTS.md): 0 success, 2 bad input or usage, 1 internal failure.
 """
@@ -9,14 +9,22 @@ import os
 import sys
 
 
-class HacError(Exception):
+class HacException(Exception):
+    """What the toolkit says in one line; ``exit_code`` tells the two kinds apart."""
+
+    exit_code = 1
+
+
+class HacError(HacException):
     """Bad input or usage: shown to the user as one line, exit code 2."""
 
     exit_code = 2
 
 
-class HacFailure(HacError):
-    """An internal failure the user should know about in one line (e.g. parity failed): exit code 1."""
+class HacFailure(HacException):
+    """An internal failure the user should know about in one line (e.g. parity failed): exit code 1.
+
+    A sibling of ``HacError``, not a kind of it: ``except HacError`` never swallows a failure."""
 
     exit_code = 1
 
@@ -46,7 +54,7 @@ def cli_entry(prog: str):
                 signal.signal(signal.SIGTERM, _raise_terminated)
             try:
                 rc = fn(*args, **kwargs)
-            except HacError as e:
+            except HacException as e:
                 if debug:
                     raise
                 print(f"{prog}: error: {e}", file=sys.stderr)

@@ -404,8 +404,6 @@ def _worker_clip(source: str, out_dir: str, name: str):
     q = _WORKER["queue"]
     try:
         return prepare_clip(source, out_dir, _WORKER["processor"], name, on_frames=lambda n: q.put((name, n)))
-    except HacFailure:
-        raise
     except HacError as e:
         return str(e)
 
@@ -547,8 +545,6 @@ def _run_serial(jobs, out, options, bar, results, summary, report):
     for src, name in jobs:
         try:
             result = prepare_clip(src, out / name, processor, name, on_frames=lambda n: bar.frames(name, n))
-        except HacFailure:
-            raise
         except HacError as e:
             result = str(e)
         _record(result, src, name, bar, results, summary, report)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from hac_runtime.atomic import atomic_path, check_output_dir, write_json
-from hac_runtime.errors import HacError
+from hac_runtime.errors import HacError, HacException
 from hac_train import distributed, plots
 from hac_train.checkpoint import default_preprocess, load_checkpoint, read_checkpoint
 from hac_train.data import ClipDataset, load_index, prepare_faces
@@ -94,10 +94,10 @@ def _prepare(index, cache, aligner, size, detector, workers, progress, dist):
     if dist.main:
         try:
             result = prepare_faces(index, cache, aligner, size, detector, workers=workers, progress=progress)
-        except HacError as e:
+        except HacException as e:  # a failure too: every rank must hear of it, or the others wait for ever
             result = e
     result = distributed.broadcast(result, dist)
-    if isinstance(result, HacError):
+    if isinstance(result, HacException):
         raise result
     return result
 

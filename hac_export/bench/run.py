@@ -22,7 +22,7 @@ from hac_export.parity_inputs import synthetic_clips
 from hac_runtime import __version__, spec
 from hac_runtime.atomic import check_output_dir, check_output_file
 from hac_runtime.engines.base import parity_figures
-from hac_runtime.errors import HacError
+from hac_runtime.errors import HacError, HacException
 
 ENGINE_CHOICES = tuple(spec.ENGINES)  #: --engine values (``all``: every one)
 SETTLE_S = 0.05  # untimed pause between timed calls (timing.measure_interleaved)
@@ -258,7 +258,7 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
             dev = "cuda" if on_gpu and "cuda" in spec.ENGINES[c.engine].devices else "cpu"
             c.runner = load_engine(c.path, c.engine, dev,
                                    precision=None if c.precision == c.artifact_precision else c.precision)
-        except HacError as e:
+        except HacException as e:
             c.status, c.reason = "unavailable", str(e)
     runnable = [c for c in runnable if c.runner is not None]
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from hac_runtime import spec
 from hac_runtime.engines.base import MANIFEST_SCHEMA, load_engine, parity_figures, parity_verdict, read_manifest
-from hac_runtime.errors import HacError
+from hac_runtime.errors import HacError, HacException
 
 PARITY_FILE = "parity.json"  #: the verdicts of one export folder, and the checkpoint it belongs to
 
@@ -267,7 +267,7 @@ def choose_engine(model, engine: str = "auto", device: str = "auto", precision: 
     for c in candidates:
         try:
             e = _open(c, cuda_graph)
-        except HacError as err:
+        except HacException as err:
             c.error = str(err)
             continue
         opened.append((c, e))

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from hac_runtime.clips import normalize
-from hac_runtime.errors import HacError
+from hac_runtime.errors import HacError, HacException
 from hac_runtime.pipeline.batcher import DynamicBatcher
 from hac_runtime.pipeline.policy import BufferedFace, ClipRequest, PerTrack, SlidingWindow
 
@@ -236,7 +236,7 @@ class Pipeline:
                 self.on_error(report.name, w)
             if report.frames == 0 and not self._drain.is_set():
                 raise HacError("no frame could be decoded")
-        except HacError as e:
+        except HacException as e:
             report.error = str(e)
             self.on_error(report.name, report.error)
         except Exception as e:  # noqa: BLE001 - one broken source must not stop the others
