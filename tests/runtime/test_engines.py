@@ -237,3 +237,21 @@ def test_trt_cuda_graph_replay_per_batch_bucket(ckpt, tmp_path):
 def test_cuda_graph_is_for_tensorrt_only(exported):
     with pytest.raises(HacError, match="CUDA-graph replay applies to TensorRT engines, not to ort"):
         load_engine(exported.path("onnx"), cuda_graph=True)
+
+
+def test_batches_below_a_profile_minimum_are_padded_not_refused(exported, tmp_path):
+    """A profile of MIN 4 (--batch 4:8:16): the pipeline's leftover batches of 1-3 run, padded and sliced back."""
+    path = _copy(exported.path("onnx"), tmp_path)
+    manifest = read_manifest(path)
+    manifest["input"]["batch"] = {"min": 4, "opt": 8, "max": 16}
+    manifest_path(path).write_text(json.dumps(manifest))
+    x = _clips(6, seed=3)
+    with load_engine(path) as engine:
+        assert engine.min_batch == 4
+        full = engine.infer(x)
+        for b in (1, 3):
+            out = engine.infer(x[:b])
+            assert out.shape == (b, 3)
+            np.testing.assert_allclose(out, full[:b], atol=1e-5, rtol=1e-5)
+        with pytest.raises(HacError, match="exceeds its maximum batch 16"):
+            engine.infer(_clips(17))
