@@ -20,7 +20,7 @@ import numpy as np
 
 from hac_export.onnx import quiet
 from hac_runtime.clips import load_aligned_clip
-from hac_runtime.errors import HacError, HacFailure
+from hac_runtime.errors import HacError, HacFailure, one_line
 
 CALIB_METHODS = ("minmax", "entropy", "percentile", "distribution")
 ACTIVATIONS = ("u8", "s8")
@@ -113,7 +113,7 @@ def quantize_int8(src, dst, clips: np.ndarray, exclude: list[str], method: str =
     except HacError:
         raise
     except Exception as e:  # noqa: BLE001 - report ORT's failure in one line
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        first = one_line(e)[:200]
         raise HacFailure(f"INT8 quantisation failed: {type(e).__name__}: {first}") from e
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "calibration": method,
             "calibration_clips": int(len(clips)), "weights": "s8 per-channel symmetric",

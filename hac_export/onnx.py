@@ -17,7 +17,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from hac_runtime.errors import HacFailure
+from hac_runtime.errors import HacFailure, one_line
 
 OPSET = 20
 INPUT_NAME = "clips"
@@ -55,7 +55,7 @@ def export_onnx(model, path, k: int, image_size: int) -> dict:
                                         input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                         dynamic_shapes=({0: batch},), opset_version=OPSET, optimize=True)
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; report one line
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        first = one_line(e)[:200]
         raise HacFailure(f"ONNX export failed: {type(e).__name__}: {first}") from e
     proto = program.model_proto
     onnx.save_model(proto, str(path))

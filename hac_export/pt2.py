@@ -10,7 +10,7 @@ import json
 
 from hac_export.onnx import quiet
 from hac_runtime.engines.torch.loader import METADATA_FILE
-from hac_runtime.errors import HacFailure
+from hac_runtime.errors import HacFailure, one_line
 
 CORE_KEYS = ("format", "precision", "classes", "preprocess", "model", "input", "output", "source_sha256",
              "toolkit_version")
@@ -26,7 +26,7 @@ def export_program(model, k: int, image_size: int, batch_max: int):
         with quiet(), torch.no_grad():
             return torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=False)
     except Exception as e:  # noqa: BLE001
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        first = one_line(e)[:200]
         raise HacFailure(f"torch.export failed: {type(e).__name__}: {first}") from e
 
 
@@ -52,7 +52,7 @@ def compile_aoti(program, path, manifest: dict, device: str = "cpu") -> dict:
             torch._inductor.aoti_compile_and_package(program, package_path=str(path),
                                                      inductor_configs={"aot_inductor.metadata": meta})
     except Exception as e:  # noqa: BLE001 - a compiler failure is internal: exit 1
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        first = one_line(e)[:200]
         raise HacFailure(f"AOTInductor compilation failed: {type(e).__name__}: {first}") from e
     return {"exporter": "torch._inductor.aoti_compile_and_package", "torch": torch.__version__,
             "device": device.split(":")[0]}

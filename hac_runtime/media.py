@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hac_runtime.errors import HacError
+from hac_runtime.errors import HacError, one_line
 
 IMAGE_EXTS = frozenset(
     ".png .jpg .jpeg .jpe .bmp .dib .tif .tiff .webp .pgm .ppm .pbm .pnm .pxm .jp2 .exr .hdr .pic .sr .ras .avif .gif"
@@ -338,7 +338,7 @@ class VideoSource(FrameSource):
 
 def _reason(e: Exception) -> str:
     """A decoder's exception as a short phrase (PyAV's ``[Errno N] text: 'path'`` → ``text``)."""
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    msg = one_line(e)
     msg = re.sub(r"^\[Errno -?\d+\]\s*", "", msg)
     return re.sub(r":\s*'[^']*'$", "", msg)
 

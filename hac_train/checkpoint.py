@@ -85,7 +85,7 @@ def read_checkpoint(path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt archives raise many types
-        msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        msg = one_line(e)[:120]
         raise HacError(f"{path}: unreadable checkpoint (truncated or corrupt: {msg})") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt:
         raise HacError(f"{path}: not a HAC checkpoint (no 'format' key; a plain state dict or another tool's file?)")
@@ -132,7 +132,7 @@ def load_checkpoint(path, device="cpu") -> tuple[HACNet, dict]:
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        first = str(e).splitlines()[0]
+        first = one_line(e)
         raise HacError(f"{path}: weights do not match the model config ({first})") from None
     return model.to(device).eval(), ckpt
 

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from hac_runtime.clips import normalize
-from hac_runtime.errors import HacError, HacException
+from hac_runtime.errors import HacError, HacException, one_line
 from hac_runtime.pipeline.batcher import DynamicBatcher
 from hac_runtime.pipeline.policy import BufferedFace, ClipRequest, PerTrack, SlidingWindow
 
@@ -240,7 +240,7 @@ class Pipeline:
             report.error = str(e)
             self.on_error(report.name, report.error)
         except Exception as e:  # noqa: BLE001 - one broken source must not stop the others
-            report.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            report.error = f"{type(e).__name__}: {one_line(e)}"
             self.on_error(report.name, report.error)
 
     def _infer(self, reqs: list[ClipRequest]) -> list[dict]:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hac_runtime.errors import HacError
+from hac_runtime.errors import HacError, one_line
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 _PROBE = """
@@ -93,6 +93,6 @@ def compile_onnx(path: Path, precision: str, threads: int | None = None):
     try:
         compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with long messages
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = one_line(e)[:200]
         raise HacError(f"{path.name}: OpenVINO cannot compile it ({first})") from None
     return compiled, {"openvino": ov.__version__, "hint": HINTS[precision], "capabilities": list(caps)}

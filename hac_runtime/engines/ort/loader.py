@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from hac_runtime.engines.base import GPU_INSTALL, parse_device
-from hac_runtime.errors import HacError
+from hac_runtime.errors import HacError, one_line
 
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
@@ -46,7 +46,7 @@ def load_session(path, device: str = "auto", manifest: dict | None = None):
     try:
         session = ort.InferenceSession(str(path), providers=providers)
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for bad models
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        first = one_line(e)[:200]
         raise HacError(f"{path}: ONNX Runtime cannot load it ({first})") from None
     wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
     active = session.get_providers()

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from hac_runtime.engines.base import GPU_INSTALL
-from hac_runtime.errors import HacError
+from hac_runtime.errors import HacError, one_line
 
 METADATA_FILE = "hac.json"  # manifest core stored inside a .pt2 ExportedProgram (extra_files)
 
@@ -44,7 +44,7 @@ def load_exported_program(path, manifest: dict, device: str):
     try:
         program = torch.export.load(str(path), extra_files=extra)
     except Exception as e:  # noqa: BLE001 - many failure types for a foreign or corrupt archive
-        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        first = one_line(e)[:160]
         raise HacError(f"{path}: not a loadable torch.export program ({first})") from None
     if extra[METADATA_FILE]:
         _check_embedded(path, json.loads(extra[METADATA_FILE]), manifest)
@@ -69,7 +69,7 @@ def load_aoti_package(path, manifest: dict, device: str):
     try:
         runner = torch._inductor.aoti_load_package(str(path), device_index=index)
     except Exception as e:  # noqa: BLE001
-        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        first = one_line(e)[:160]
         raise HacError(f"{path}: not a loadable AOTInductor package ({first})") from None
     _check_embedded(path, runner.get_metadata(), manifest)
     return runner
