@@ -49,7 +49,11 @@ def cli_entry(prog: str):
             import signal
             import threading
 
+            import warnings
+
             debug = os.environ.get("HAC_DEBUG")
+            if not debug:  # a warning is a note of one line, not two lines of source
+                warnings.formatwarning = lambda message, *_a, **_k: f"{prog}: note: {message}\n"
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, _raise_terminated)
             try:

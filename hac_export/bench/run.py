@@ -9,6 +9,7 @@ clips run through ``hac-prepare``.
 """
 from __future__ import annotations
 
+import importlib
 import platform
 import time
 from dataclasses import dataclass, field
@@ -98,12 +99,11 @@ def machine_facts() -> dict:
 
     versions = {"hac": __version__, "python": platform.python_version(), "torch": torch.__version__,
                 "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
-    try:
-        import tensorrt
-
-        versions["tensorrt"] = tensorrt.__version__
-    except Exception:  # noqa: BLE001 - absent is a fact, not an error
-        pass
+    for name in ("tensorrt", "openvino"):  # optional engines: absent is a fact, not an error
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except Exception:  # noqa: BLE001
+            pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "versions": versions,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

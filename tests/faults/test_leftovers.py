@@ -65,3 +65,4 @@ def test_a_class_without_usable_clips_names_a_file_that_exists(tmp_path):
     assert "skipped-clips.json" in p.stderr
     report = json.loads((tmp_path / "run" / "skipped-clips.json").read_text())
     assert report["count"] == 2 and {c["label"] for c in report["clips"]} == {"a", "b"}
+
