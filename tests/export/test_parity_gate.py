@@ -5,7 +5,6 @@ whatever its top-1; failures are said with their figures where users meet them.
 """
 import json
 import shutil
-import types
 
 import numpy as np
 import onnx
@@ -26,6 +25,7 @@ from hac_train.checkpoint import default_preprocess, load_checkpoint, save_check
 from hac_train.model import HACConfig, HACNet
 
 from conftest import BATCH, CLASSES, K, SIZE
+from fixtures_model import ratio_forms
 
 
 def _saturate(model: HACNet) -> HACNet:
@@ -37,21 +37,6 @@ def _saturate(model: HACNet) -> HACNet:
         model.spatial_attention.conv.bias.fill_(-25.0)
         model.fc.weight.mul_(30)
     return model.eval()
-
-
-def _ratio_forms(model: HACNet) -> HACNet:
-    """Eq. 3 and eq. 6 as the plain sigmoid ratios Σα·x / Σα: the form the exporter used to write."""
-    def self_ratio(self, t):
-        alpha = torch.sigmoid(self.theta(t)).squeeze(-1)
-        return alpha, (alpha.unsqueeze(-1) * t).sum(1) / alpha.sum(1, keepdim=True)
-
-    def spatial_ratio(self, f):
-        omega = torch.sigmoid(self.conv(f.mean(dim=1, keepdim=True)))
-        return omega.squeeze(1), (omega * f).sum((2, 3)) / omega.sum((2, 3))
-
-    model.self_attention.forward = types.MethodType(self_ratio, model.self_attention)
-    model.spatial_attention.forward = types.MethodType(spatial_ratio, model.spatial_attention)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +60,7 @@ def test_saturated_attention_passes_onnx_parity(saturated_ckpt, calib_dir, tmp_p
     assert parity["passed"] and parity["cosine_min"] >= 0.9999 and parity["top1_agree"] == 1.0
 
     # The same weights through the old ratio form: eager and ONNX Runtime disagree on the same clips.
-    old = _ratio_forms(load_checkpoint(saturated_ckpt)[0])
+    old = ratio_forms(load_checkpoint(saturated_ckpt)[0])
     export_onnx(old, tmp_path / "ratio.onnx", K, SIZE)
     ref = reference_logits(old, clips.x)
     out = ort.InferenceSession(str(tmp_path / "ratio.onnx"), providers=["CPUExecutionProvider"]).run(

@@ -158,7 +158,7 @@ def test_faceless_video_no_results_exit_0(artifacts, tmp_path):
 
 def test_run_sources_writes_jsonl_and_annotated_video(artifacts, two_faces, tmp_path):
     logs = []
-    summary = run_sources([two_faces], artifacts / "hac.onnx", out=tmp_path / "r.jsonl",
+    summary = run_sources([two_faces], artifacts / "hac.onnx", engine="ort", out=tmp_path / "r.jsonl",
                           video_out=tmp_path / "annotated.avi", log=logs.append)
     lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert summary.results == len(lines) == 2
@@ -224,7 +224,8 @@ def test_ctrl_c_classifies_the_faces_already_seen(artifacts, tmp_path):
     n = 1500
     _write_long_face_video(video, n)
     exe = Path(sys.executable).with_name("hac-run")
-    proc = subprocess.Popen([str(exe), str(video), "--model", str(artifacts / "hac.onnx"), "--out", str(out)],
+    proc = subprocess.Popen([str(exe), str(video), "--model", str(artifacts / "hac.onnx"), "--engine", "ort",
+                             "--out", str(out)],
                             stderr=subprocess.PIPE, text=True)
     first = proc.stderr.readline()  # the engine line: the pipeline is running
     assert "engine hac.onnx on ort/cpu" in first, first

@@ -176,17 +176,6 @@ def test_resnet50_parameter_count():
     assert 25_000_000 < n < 25_500_000
 
 
-def _ratio_self_attention(self, t):
-    """Eq. 3 as the sigmoid ratio, the form used before the log-space normalisation (for comparison only)."""
-    alpha = torch.sigmoid(self.theta(t)).squeeze(-1)
-    return alpha, (alpha.unsqueeze(-1) * t).sum(1) / alpha.sum(1, keepdim=True)
-
-
-def _ratio_spatial_attention(self, f):
-    omega = torch.sigmoid(self.conv(f.mean(dim=1, keepdim=True)))
-    return omega.squeeze(1), (omega * f).sum((2, 3)) / omega.sum((2, 3))
-
-
 def test_log_sigmoid_is_finite_and_exact():
     z = torch.tensor([-1e4, -200.0, -30.0, -1.0, 0.0, 1.0, 30.0, 1e4])
     expected = torch.nn.functional.logsigmoid(z.double()).float()
@@ -196,16 +185,14 @@ def test_log_sigmoid_is_finite_and_exact():
 
 def test_log_space_weights_equal_the_sigmoid_ratio_where_it_is_well_conditioned():
     """Old checkpoints load unchanged (same parameters) and give the same logits as the ratio form did."""
-    import types
+    from fixtures_model import ratio_forms
 
     model = tiny(k=5)
     x = torch.randn(3, 5, 3, 64, 64)
     with torch.no_grad():
         new, attn = model(x, return_attention=True)
         state = {k: v.clone() for k, v in model.state_dict().items()}
-        model.self_attention.forward = types.MethodType(_ratio_self_attention, model.self_attention)
-        model.spatial_attention.forward = types.MethodType(_ratio_spatial_attention, model.spatial_attention)
-        old, old_attn = model(x, return_attention=True)
+        old, old_attn = ratio_forms(model)(x, return_attention=True)
     assert {k for k in state if "attention" in k} == {"self_attention.theta.weight", "self_attention.theta.bias",
                                                       "spatial_attention.conv.weight", "spatial_attention.conv.bias"}
     torch.testing.assert_close(new, old, atol=1e-5, rtol=1e-5)
