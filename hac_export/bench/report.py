@@ -7,6 +7,13 @@ from hac_runtime.atomic import atomic_path
 from hac_runtime.atomic import write_json as _write_json
 
 
+LEGEND = """columns: MB artifact size · p50/p90/p99 ms latency of one batch (percentiles over the timed calls,
+all runners interleaved) · clips/s, frames/s at p50 (a clip is k frames) · speedup p50 of eager over this row's
+p50 · % peak achieved FLOP/s over this machine's measured FP32 peak (so BF16 and INT8 can exceed 100 %) ·
+max abs largest logit error against eager FP32 on the parity clips · top-1 share of clips whose arg-max agrees
+(the full verdict, with cosine and logit_err_rel, is in each artifact's manifest)"""
+
+
 def _f(v, fmt):
     return "—" if v is None else format(v, fmt)
 
@@ -44,6 +51,7 @@ def print_table(doc: dict, console=None) -> None:
     for r in doc["results"]:
         if r["status"] != "ok" and r.get("reason") and r["batch"] == doc["results"][0]["batch"]:
             console.print(f"  {r['engine']}/{r['format']}/{r['precision']}: {r['status']}: {r['reason']}")
+    console.print(LEGEND, highlight=False)
     for note in doc.get("notes", []):
         console.print(f"[bold]note:[/] {note}")
 
