@@ -90,6 +90,9 @@ def test_json_file_matches_and_table_shows_it(bench):
         if r["p50_ms"] is not None:
             assert f"{r['p50_ms']:.1f}" in text
     assert text.count("unavailable") >= 6 and "no CUDA GPU" in text or torch.cuda.is_available()
+    flat = " ".join(text.split())
+    for column in ("p50/p90/p99 ms", "clips/s", "speedup", "% peak", "max abs", "top-1"):
+        assert column in flat, column  # every column explained under the table
 
 
 def test_bad_options():
