@@ -74,13 +74,16 @@ def build_engine(onnx_path, engine_path, precision: str, batch: tuple[int, int, 
         cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
         if cache is None:  # an unreadable cache file: start afresh
             cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        if not config.set_timing_cache(cache, ignore_mismatch=False):  # a cache of another GPU/version
+            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise HacFailure(f"TensorRT failed to build an engine from {Path(onnx_path).name} (see TensorRT's log above)")
         Path(engine_path).write_bytes(memoryview(serialized))
-        with atomic_path(cache_file) as tmp:
-            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+        built_cache = config.get_timing_cache()
+        if built_cache is not None:  # the cache only speeds up later builds: none is no reason to fail
+            with atomic_path(cache_file) as tmp:
+                tmp.write_bytes(memoryview(built_cache.serialize()))
     return {"tensorrt": trt.__version__, **facts, "strongly_typed": strongly_typed, "flags": builder_flags,
             "profile": {"min": lo, "opt": opt, "max": hi}, "workspace_bytes": int(workspace_gb * (1 << 30)),
             "timing_cache": str(cache_file), "source_onnx": Path(onnx_path).name}

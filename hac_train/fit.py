@@ -46,7 +46,8 @@ class FitOptions:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    # native bf16 only: with emulation (the default) a T4/V100 would take slow emulated bf16, not FP16 + GradScaler
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         return torch.float16
     return torch.bfloat16
 
