@@ -25,15 +25,13 @@ from hac_export import parity as parity_mod
 from hac_export.manifest import build_manifest, describe_file, publish, staged
 from hac_export.parity_inputs import parity_clips
 from hac_export.registry import DEFAULT_BATCH, FORMATS, artifact_name, plan_export
-from hac_runtime import __version__
+from hac_runtime import __version__, spec
 from hac_runtime.atomic import check_output_dir, write_json
 from hac_runtime.engines import load_engine
 from hac_runtime.engines.base import parity_figures
-from hac_runtime import spec
 from hac_runtime.engines.select import PARITY_FILE, installed
 from hac_runtime.errors import HacError, HacException, HacFailure, one_line
 from hac_train.checkpoint import file_sha256, load_checkpoint
-
 
 REFERENCE = "eager FP32 PyTorch on the CPU"
 
@@ -131,7 +129,10 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
     source_sha = file_sha256(checkpoint)
     out = check_output_dir(Path(out) if out is not None else checkpoint.parent, "exports")
     for leftover in out.glob(".partial-*"):  # what a killed export left (staged artifacts are never published)
-        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
     lo, opt, hi = plan.batch
     pre, classes, config = ckpt["preprocess"], list(ckpt["classes"]), model.config
     k, size = pre["k"], pre["image_size"]
@@ -152,8 +153,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
         ref = parity_mod.reference_logits(model, x)
         inputs = {"description": inputs, "clips": [str(f.relative_to(clips.root)) for f in clips.folders]}
 
-        job = _Job(model=model, k=k, size=size, batch=plan.batch, clips=clips if calib is not None else None,
-                   calib_method=calib_method,
+        job = _Job(model=model, k=k, size=size, batch=plan.batch, clips=clips, calib_method=calib_method,
                    activations=activations, workspace_gb=workspace_gb)
         gpu = None
         try:
@@ -220,9 +220,9 @@ def _parity(path: Path, fmt: str, device: str, manifest: dict, x, ref, labels, t
         return record
     runs = {}
     for run in spec.runs_for(fmt, manifest["precision"]):
-        if (run.engine == spec.native_engine(fmt) and run.precision == manifest["precision"]) or not installed(run.engine):
+        if run.native or not installed(run.engine):
             continue
-        key = f"{run.engine}/{run.precision}"
+        key = run.key
         try:
             with load_engine(path, run.engine, "cpu", manifest=manifest, require_passed=False,
                              precision=run.precision) as engine:

@@ -16,16 +16,9 @@ from pathlib import Path
 
 from hac_export.int8 import ClipSet, load_clips
 from hac_runtime.errors import HacError
+from hac_runtime.machine import cache_root
 
 SYNTH_CLIPS = 16
-
-
-def cache_root() -> Path:
-    """``$HAC_CACHE``, else ``$XDG_CACHE_HOME/hac``, else ``~/.cache/hac``."""
-    if os.environ.get("HAC_CACHE"):
-        return Path(os.environ["HAC_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hac"
 
 
 def synthetic_clips(folder: Path | None, image_size: int, clips: int = SYNTH_CLIPS, log=None) -> Path:

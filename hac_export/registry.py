@@ -87,8 +87,8 @@ def plan_export(formats="onnx", fp16: bool = False, int8: bool = False, calib=No
         if n == "onnx":  # the FP32 ONNX is the source of the others
             precisions[n] = ("fp32", *[p for p in reduced if p in allowed])
         else:
-            precisions[n] = tuple(p for p in ("fp32", *reduced) if p in allowed and (p != "fp32" or include_fp32
-                                                                                   or not any(q in allowed for q in reduced)))
+            asked = tuple(p for p in reduced if p in allowed)
+            precisions[n] = (("fp32",) if include_fp32 or not asked else ()) + asked
     if "trt" in names:  # TensorRT builds from the ONNX of the same precision: export it too
         precisions["onnx"] = tuple(p for p in PRECISIONS if p == "fp32" or p in precisions["trt"]
                                    or p in precisions.get("onnx", ()))

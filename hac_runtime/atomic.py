@@ -56,6 +56,17 @@ def os_reason(e: OSError) -> str:
     return OS_REASONS.get(e.errno) or (e.strerror or type(e).__name__).lower()
 
 
+#: below this much free space a writer that failed without an errno (torch.save, OpenCV's VideoWriter) ran out of disk
+FULL_DISK_BYTES = 64 << 20
+
+
+def disk_is_full(folder) -> bool:
+    """Whether ``folder``'s file system is (nearly) out of space: the likely reason a silent write failed."""
+    import shutil
+
+    return shutil.disk_usage(folder).free < FULL_DISK_BYTES
+
+
 def check_output_dir(path, what: str = "output") -> Path:
     """Make ``path`` (a folder) if needed and prove a small file can be written and flushed in it.
 

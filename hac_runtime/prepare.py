@@ -472,10 +472,7 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
         raise HacError(f"--workers must be >= 1, got {workers}")
     if not inputs:
         raise HacError("no inputs given")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise HacError(f"{out}: exists and is not a folder")
-    check_output_dir(out, "prepared faces")
+    out = check_output_dir(Path(out), "prepared faces")
     t0 = time.perf_counter()
     options = {"detector": detector, "aligner": aligner, "size": size, "detect_every": detect_every}
     settings = _settings(options)

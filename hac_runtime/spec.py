@@ -47,6 +47,22 @@ class Run:
     artifact_precision: str
     default: bool = True  #: part of ``hac-bench``'s default selection (``--full`` adds the rest)
 
+    @property
+    def native(self) -> bool:
+        """The artifact's own run: its format's first engine at its own precision (judged as the artifact)."""
+        return self.engine == native_engine(self.fmt) and self.precision == self.artifact_precision
+
+    @property
+    def key(self) -> str:
+        """``engine/precision``: where the export records a run's parity (``parity.runs``)."""
+        return f"{self.engine}/{self.precision}"
+
+    def verdict(self, parity: dict | None) -> dict | None:
+        """This run's record in an artifact's parity record (None: never judged)."""
+        if self.native:
+            return parity
+        return ((parity or {}).get("runs") or {}).get(self.key)
+
 
 def _table(rows):
     return {r.name: r for r in rows}

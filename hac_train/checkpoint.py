@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from hac_runtime import __version__
-from hac_runtime.atomic import atomic_path
+from hac_runtime.atomic import atomic_path, disk_is_full, os_reason
 from hac_runtime.engines.base import sha256_of
 from hac_runtime.errors import HacError, one_line
 from hac_train.model import HACConfig, HACNet
@@ -58,15 +58,10 @@ def save_checkpoint(path, model: HACNet, classes, preprocess: dict, train: dict 
         with atomic_path(path) as tmp:
             torch.save(ckpt, tmp)
     except (OSError, RuntimeError) as e:  # torch.save on a full disk: "[enforce fail at inline_container.cc…]"
-        import shutil
-
-        from hac_runtime.atomic import os_reason
-
         if isinstance(e, OSError):
             why = os_reason(e)
         else:
-            free = shutil.disk_usage(path.parent).free
-            why = f"no space left on device ({free / 1e6:.1f} MB free)" if free < 64 << 20 else one_line(e)
+            why = "no space left on device" if disk_is_full(path.parent) else one_line(e)
         raise HacError(f"{path}: cannot write the checkpoint ({why}); the previous one is kept") from None
     return path
 

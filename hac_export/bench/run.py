@@ -39,15 +39,16 @@ class Candidate:
     engine: str
     fmt: str
     precision: str
-    artifact_precision: str = ""
+    artifact_precision: str
     status: str = "ok"
     reason: str = ""
     path: Path | None = None
     parity: dict = field(default_factory=dict)
     runner: object = None
 
-    def __post_init__(self):
-        self.artifact_precision = self.artifact_precision or self.precision
+    @property
+    def run(self) -> spec.Run:
+        return spec.Run(self.engine, self.fmt, self.precision, self.artifact_precision)
 
     @property
     def label(self) -> str:
@@ -87,15 +88,11 @@ def machine_facts() -> dict:
     import onnxruntime
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import os
+
+    from hac_runtime.machine import cpu_name
+
+    cpu = cpu_name()
 
     versions = {"hac": __version__, "python": platform.python_version(), "torch": torch.__version__,
                 "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
@@ -161,9 +158,8 @@ def _export(candidates: list[Candidate], ckpt: Path, calib: Path, batch_max: int
             c.status, c.reason = "export failed", a["error"]
             continue
         c.path = Path(a["path"])
-        native = c.engine == spec.native_engine(c.fmt) and c.precision == c.artifact_precision
-        verdict = a["parity"] if native else (a["parity"].get("runs") or {}).get(f"{c.engine}/{c.precision}")
-        if a["status"] != "passed" and native:  # never timed: its numbers are not the model's
+        verdict = c.run.verdict(a["parity"])
+        if a["status"] != "passed" and c.run.native:  # never timed: its numbers are not the model's
             c.status = "parity failed"
             c.reason = f"parity failed ({parity_figures(a['parity'])}): {'; '.join(a['parity']['failures'])}"
         elif a["status"] != "passed":

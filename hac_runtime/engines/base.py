@@ -231,8 +231,7 @@ def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: 
     parse_device(device)
     options = {}
     if precision is not None and precision != manifest["precision"]:
-        if not spec.runs_for(fmt, manifest["precision"], engine) or precision not in {
-                r.precision for r in spec.runs_for(fmt, manifest["precision"], engine)}:
+        if precision not in {r.precision for r in spec.runs_for(fmt, manifest["precision"], engine)}:
             raise HacError(f"{artifact.name}: the {engine} engine cannot run a {manifest['precision']} {fmt} "
                            f"artifact as {precision}")
         options["precision"] = precision

@@ -94,13 +94,6 @@ def _devices_for(manifest: dict, engine: str, device: str) -> list[str]:
     return out + (["cpu"] if "cpu" in devices else []) or ["cuda"]
 
 
-def run_verdict(manifest: dict, engine: str, precision: str) -> dict | None:
-    """The export's parity record of one run of this artifact (None: never judged)."""
-    if engine == spec.native_engine(manifest["format"]) and precision == manifest["precision"]:
-        return manifest.get("parity")
-    return ((manifest.get("parity") or {}).get("runs") or {}).get(f"{engine}/{precision}")
-
-
 @dataclass
 class Skipped:
     """An artifact of an export folder that ``--engine auto`` did not consider, and why."""
@@ -203,9 +196,8 @@ def candidates_for(model, engine: str = "auto", device: str = "auto", precision:
         for run in spec.runs_for(fmt, manifest["precision"], None if engine == "auto" else engine):
             if precision is not None and run.precision != precision:
                 continue
-            native = run.engine == spec.native_engine(fmt) and run.precision == manifest["precision"]
-            if not native:
-                verdict = run_verdict(manifest, run.engine, run.precision)
+            if not run.native:
+                verdict = run.verdict(manifest.get("parity"))
                 if engine == "auto" and not installed(run.engine):
                     continue  # an optional engine that is not installed: nothing to say
                 if not (verdict or {}).get("passed"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hac_runtime.atomic import check_output_file, os_reason
+from hac_runtime.atomic import check_output_file, disk_is_full, os_reason
 from hac_runtime.errors import HacError
 
 
@@ -88,49 +88,42 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
     writer, written = None, 0
     with atomic_path(out_path) as tmp:
         tmp_video = tmp.with_suffix(out_path.suffix)
-        try:
-            for index, bgr in src:
-                frame = np.ascontiguousarray(bgr)
-                if writer is None:
-                    h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-                    if not writer.isOpened():
-                        raise HacError(f"{out_path}: OpenCV cannot write {fourcc} video")
-                for track, (x, y, bw, bh) in boxes.get(index, []):
-                    r = _label_at(results, track, index)
-                    cv2.rectangle(frame, (x, y), (x + bw, y + bh), (0, 200, 255), 2)
-                    text = f"#{track}" + (f" {r['label']} {r['score']:.2f}" if r else "")
-                    cv2.putText(frame, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 255), 1, cv2.LINE_AA)
-                    if r:
-                        for i, (c, p) in enumerate(r["probs"].items()):
-                            yy = y + bh + 12 + 11 * i
-                            cv2.rectangle(frame, (x, yy - 8), (x + int(60 * p), yy), (0, 200, 255), -1)
-                            cv2.putText(frame, c[:9], (x + 64, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
-                writer.write(frame)
-                written += 1
-        except BaseException:
-            if writer is not None:
-                writer.release()
-            tmp_video.unlink(missing_ok=True)
-            raise
-        finally:
-            if writer is not None:
-                writer.release()
-            src.close()
-        try:
+        try:  # whatever fails, the temporary video goes: nothing is left beside the final name
+            try:
+                for index, bgr in src:
+                    frame = np.ascontiguousarray(bgr)
+                    if writer is None:
+                        h, w = frame.shape[:2]
+                        writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+                        if not writer.isOpened():
+                            raise HacError(f"{out_path}: OpenCV cannot write {fourcc} video")
+                    for track, (x, y, bw, bh) in boxes.get(index, []):
+                        r = _label_at(results, track, index)
+                        cv2.rectangle(frame, (x, y), (x + bw, y + bh), (0, 200, 255), 2)
+                        text = f"#{track}" + (f" {r['label']} {r['score']:.2f}" if r else "")
+                        cv2.putText(frame, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 255), 1, cv2.LINE_AA)
+                        if r:
+                            for i, (c, p) in enumerate(r["probs"].items()):
+                                yy = y + bh + 12 + 11 * i
+                                cv2.rectangle(frame, (x, yy - 8), (x + int(60 * p), yy), (0, 200, 255), -1)
+                                cv2.putText(frame, c[:9], (x + 64, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+                    writer.write(frame)
+                    written += 1
+            finally:
+                if writer is not None:
+                    writer.release()
+                src.close()
             if writer is None:
                 raise HacError(f"{source}: no frame to annotate")
             _check_video(tmp_video, out_path, written)
             tmp_video.replace(tmp)
         finally:
-            tmp_video.unlink(missing_ok=True)  # a failed write leaves nothing behind
+            tmp_video.unlink(missing_ok=True)
     return out_path
 
 
 def _check_video(path: Path, final: Path, frames: int) -> None:
     """OpenCV's writer fails silently (a full disk leaves a truncated file): read back the frame count."""
-    import shutil
-
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -139,6 +132,5 @@ def _check_video(path: Path, final: Path, frames: int) -> None:
     finally:
         cap.release()
     if got < frames:
-        free = shutil.disk_usage(path.parent).free
-        why = "no space left on device" if free < 64 << 20 else f"{got} of {frames} frames readable"
+        why = "no space left on device" if disk_is_full(path.parent) else f"{got} of {frames} frames readable"
         raise HacError(f"{final}: cannot write the annotated video ({why}); nothing written")

@@ -3,6 +3,7 @@
 Every test bounds its waits in time and waits on work done (CPU seconds, files written), never on
 wall-clock sleeps, so a loaded machine changes nothing.
 """
+import contextlib
 import os
 import subprocess
 import sys
@@ -32,6 +33,18 @@ def one_line(p: subprocess.CompletedProcess, code: int, *words: str) -> str:
     return err
 
 
+@contextlib.contextmanager
+def _mounted(target: Path, *mount_args: str, what: str):
+    """``mount *mount_args target`` for the test, unmounted after; skipped with the reason where it cannot."""
+    p = subprocess.run(["mount", *mount_args, str(target)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot make {what} here: {p.stderr.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
 @pytest.fixture
 def tmpfs(tmp_path):
     """A 3 MiB tmpfs (a disk that fills up), where the tests run as root; skipped with the reason elsewhere."""
@@ -39,13 +52,8 @@ def tmpfs(tmp_path):
         pytest.skip("a full disk needs a tmpfs mount: the tests are not running as root")
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
-    try:
+    with _mounted(mnt, "-t", "tmpfs", "-o", "size=3m", "tmpfs", what="a tmpfs"):
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 @pytest.fixture
@@ -58,13 +66,8 @@ def read_only(tmp_path):
         yield ro
         ro.chmod(0o755)
         return
-    p = subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot make a read-only mount here: {p.stderr.strip()}")
-    try:
+    with _mounted(ro, "--bind", "-o", "ro", str(ro), what="a read-only mount"):
         yield ro
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
 
 
 def _export_fixtures():

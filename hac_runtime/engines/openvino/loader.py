@@ -12,13 +12,12 @@ which would silently compute another number); ``bf16`` sets ``bf16`` and needs a
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 from hac_runtime.errors import HacError, one_line
+from hac_runtime.machine import cache_root, cpu_name
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 _PROBE = """
@@ -40,19 +39,9 @@ def import_openvino():
     return openvino
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def probe(version: str) -> None:
     """Compile a tiny model in a child process once per OpenVINO version and CPU; refuse if it crashed."""
-    cache = Path(os.environ.get("HAC_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hac")
+    cache = cache_root()
     key = f"{version} on {cpu_name()}"
     path = cache / "openvino-probe.json"
     try:
