@@ -7,7 +7,8 @@ automatically when a TensorRT engine is built from it; benchmarks/export.md). On
 attention (eq. 2–6), the GRU and the FC stay in float (``nodes_to_exclude``).
 
 Calibration data is a folder prepared by ``hac-prepare``: every folder under it
-that holds aligned ``NNNNN.png`` faces is a clip. Where a clip sits under a
+that holds aligned ``NNNNN.png`` faces and hac-prepare's done-marker is a clip
+(folders of PNGs without the marker are refused). Where a clip sits under a
 folder named like a class (``DATA/<class>/<clip>/``) it also gets a label, used
 to report the accuracy change.
 """
@@ -42,13 +43,25 @@ class ClipSet:
 
 
 def find_clips(root) -> list[Path]:
-    """Every folder under ``root`` (``root`` included) that directly holds aligned ``.png`` faces, sorted."""
+    """Every clip folder under ``root`` (``root`` included) that hac-prepare finished, sorted.
+
+    A clip is a folder of aligned ``NNNNN.png`` faces with hac-prepare's done-marker. Folders of PNGs
+    without it (any pictures, faces or not, or a half-written clip) are refused: calibrating on what
+    was never aligned as the runtime aligns would quantise for the wrong inputs, silently."""
+    from hac_runtime.prepare import finished_marker
+
     root = Path(root)
     if not root.is_dir():
         raise HacError(f"{root}: calibration data not found (expects a folder prepared by hac-prepare)")
-    folders = {p.parent for p in root.rglob("*.png") if not p.name.startswith(".")}
+    folders = {p.parent for p in root.rglob("*.png")
+               if not any(part.startswith(".") for part in p.relative_to(root).parts)}
     if not folders:
         raise HacError(f"{root}: no aligned faces found (expects clip folders of NNNNN.png written by hac-prepare)")
+    unprepared = sorted(f for f in folders if finished_marker(f) is None)
+    if unprepared:
+        raise HacError(f"{root}: {len(unprepared)} of {len(folders)} folders of PNGs are not hac-prepare clips "
+                       f"(no done-marker, or faces missing), e.g. {unprepared[0].relative_to(root).as_posix() or '.'}; "
+                       "align the frames first: hac-prepare FRAMES --out DIR")
     return sorted(folders)
 
 

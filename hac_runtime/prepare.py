@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from hac_runtime.atomic import atomic_path, check_output_dir
-from hac_runtime.errors import HacError, HacFailure
+from hac_runtime.errors import HacError, HacFailure, program
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR
 from hac_runtime.media import LIST_EXTS, VIDEO_EXTS, image_files, natural_key, open_source, read_image_list
 
@@ -127,16 +127,22 @@ def read_marker(clip_dir: Path) -> dict | None:
     return m if isinstance(m, dict) and m.get("format") == FORMAT else None
 
 
-def done_marker(clip_dir: Path, source_fp: dict, settings: dict) -> dict | None:
-    """The marker of a clip finished with this source and these settings whose faces are all on disk, else None."""
+def finished_marker(clip_dir: Path) -> dict | None:
+    """The marker of a clip hac-prepare finished and whose faces are all on disk, else None."""
     m = read_marker(clip_dir)
-    if not m or m.get("source") != source_fp or m.get("settings") != settings:
+    if not m:
         return None
     try:
         pngs = sum(1 for f in clip_dir.iterdir() if f.suffix == ".png" and f.is_file())
     except OSError:
         return None
     return m if pngs == m.get("faces") and (clip_dir / FACES).is_file() else None
+
+
+def done_marker(clip_dir: Path, source_fp: dict, settings: dict) -> dict | None:
+    """The marker of a clip finished with this source and these settings whose faces are all on disk, else None."""
+    m = finished_marker(clip_dir)
+    return m if m and m.get("source") == source_fp and m.get("settings") == settings else None
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -596,7 +602,7 @@ class _Report:
 
     def warning(self, msg: str) -> None:
         if self.console is not None:
-            self.console.print(f"hac-prepare: warning: {msg}", markup=False, highlight=False, soft_wrap=True)
+            self.console.print(f"{program('hac-prepare')}: warning: {msg}", markup=False, highlight=False, soft_wrap=True)
 
     def failure(self, msg: str) -> None:
         if self.failures:

@@ -9,6 +9,7 @@ import torch
 from hac_runtime.engines import load_engine, read_manifest
 from hac_runtime.engines.base import sha256_of
 from hac_train.checkpoint import file_sha256, load_checkpoint
+from conftest import CLASSES
 
 CONTRACT_KEYS = {"format", "precision", "classes", "preprocess", "input", "output", "source_sha256",
                  "toolkit_version", "builder", "parity"}
@@ -36,7 +37,7 @@ def test_metadata_in_model_matches_manifest(untrained_export, tiny_ckpt):
     path = untrained_export.path("onnx")
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     manifest = read_manifest(path)
-    assert json.loads(meta["classes"]) == manifest["classes"] == ["astronaut", "cat", "coffee"]
+    assert json.loads(meta["classes"]) == manifest["classes"] == CLASSES
     assert json.loads(meta["preprocess"]) == manifest["preprocess"]
     assert meta["source_sha256"] == manifest["source_sha256"] == file_sha256(tiny_ckpt)
     assert meta["precision"] == "fp32"

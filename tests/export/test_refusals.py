@@ -1,8 +1,10 @@
 """Bad input and wrong option combinations: one line, exit 2, before any work; parity failure: exit 1, marked failed."""
 import json
+import shutil
 import subprocess
 import sys
 
+import cv2
 import pytest
 import torch
 
@@ -60,6 +62,26 @@ def test_calibration_data_without_faces(tiny_ckpt, tmp_path, capsys):
     (empty / "faces.jsonl").write_text("")
     _one_line_error(*_run([tiny_ckpt, "--int8", "--calib", empty, "--out", tmp_path / "o"], capsys),
                     "no aligned faces")
+    assert not list((tmp_path / "o").glob("hac*"))
+
+
+def test_calibration_pngs_not_from_hac_prepare_refused(tiny_ckpt, calib_dir, tmp_path, capsys):
+    """Issue 13 #8: a folder of face-free PNGs (a real cat photo) was accepted as INT8 calibration."""
+    from skimage import data
+
+    cats = tmp_path / "cats" / "clip00"
+    cats.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(cats / f"{i:05d}.png"), data.chelsea()[:, :, ::-1])
+    _one_line_error(*_run([tiny_ckpt, "--int8", "--calib", cats.parent, "--out", tmp_path / "o"], capsys),
+                    "1 of 1 folders of PNGs are not hac-prepare clips", "clip00")
+    # a real hac-prepare clip whose faces were lost afterwards is refused the same way
+    broken = tmp_path / "broken"
+    shutil.copytree(calib_dir, broken)
+    clip = next(p for p in sorted(broken.rglob(".done.json"))).parent
+    next(iter(sorted(clip.glob("*.png")))).unlink()
+    _one_line_error(*_run([tiny_ckpt, "--int8", "--calib", broken, "--out", tmp_path / "o"], capsys),
+                    "not hac-prepare clips", clip.relative_to(broken).as_posix())
     assert not list((tmp_path / "o").glob("hac*"))
 
 
