@@ -39,60 +39,77 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _prefetch(iterable, size: int, stop: threading.Event, seconds: dict | None = None):
-    """Run ``iterable`` in a thread, ``size`` items ahead (decode overlaps face work); its time goes to ``seconds["decode"]``.
+class Prefetch:
+    """Iterate ``iterable`` in a thread, ``size`` items ahead (decode overlaps face work); its time goes
+    to ``seconds["decode"]``. Iteration ends early once ``cancelled()`` is true, even while the decoder is
+    blocked in a read (a stalled stream), so Ctrl-C is never held up by a source.
 
-    Closing the generator early stops the thread and waits for it, so the source
-    can be released safely afterwards.
+    ``close()`` stops the thread and waits briefly for it; it returns whether the thread ended, i.e.
+    whether the source can be released safely (a read blocked in the decoder is left to its timeout).
     """
-    q: queue.Queue = queue.Queue(maxsize=size)
-    error: list[BaseException] = []
-    halt = threading.Event()
 
-    def timed():
-        it = iter(iterable)
+    def __init__(self, iterable, size: int, cancelled, seconds: dict | None = None):
+        self._q: queue.Queue = queue.Queue(maxsize=size)
+        self._error: list[BaseException] = []
+        self._halt = threading.Event()
+        self._cancelled = cancelled
+        self._seconds = seconds
+        self._iterable = iterable
+        self._thread = threading.Thread(target=self._pump, daemon=True, name="hac-decode")
+        self._thread.start()
+
+    def _timed(self):
+        it = iter(self._iterable)
         while True:
             t0 = time.perf_counter()
             try:
                 item = next(it)
             except StopIteration:
                 return
-            if seconds is not None:
-                seconds["decode"] += time.perf_counter() - t0
+            if self._seconds is not None:
+                self._seconds["decode"] += time.perf_counter() - t0
             yield item
 
-    def pump():
+    def _stopping(self) -> bool:
+        return self._halt.is_set() or self._cancelled()
+
+    def _pump(self):
         try:
-            for item in timed():
-                while not (stop.is_set() or halt.is_set()):
+            for item in self._timed():
+                while not self._stopping():
                     try:
-                        q.put(item, timeout=0.1)
+                        self._q.put(item, timeout=0.1)
                         break
                     except queue.Full:
                         continue
-                if stop.is_set() or halt.is_set():
+                if self._stopping():
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            error.append(e)
+            self._error.append(e)
         finally:
             try:
-                q.put(_DONE, timeout=1.0)
+                self._q.put(_DONE, timeout=1.0)
             except queue.Full:
                 pass  # nobody is reading any more (closed early)
 
-    thread = threading.Thread(target=pump, daemon=True, name="hac-decode")
-    thread.start()
-    try:
+    def __iter__(self):
         while True:
-            item = q.get()
+            try:
+                item = self._q.get(timeout=0.1)
+            except queue.Empty:
+                if self._cancelled():
+                    return
+                continue
             if item is _DONE:
-                if error:
-                    raise error[0]
+                if self._error:
+                    raise self._error[0]
                 return
             yield item
-    finally:
-        halt.set()
-        thread.join(timeout=10.0)  # at most one frame's decode in flight
+
+    def close(self) -> bool:
+        self._halt.set()
+        self._thread.join(timeout=2.0)  # at most one frame's decode in flight, unless a read is blocked
+        return not self._thread.is_alive()
 
 
 def _print_error(name: str, msg: str) -> None:
@@ -108,6 +125,7 @@ class SourceReport:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     boxes: dict = field(default_factory=dict)  # frame → [(track, box)], kept only for annotated video
+    reading: bool = False  # the source opened and its frames are being read
     seconds: dict = field(default_factory=lambda: defaultdict(float))  # busy time per stage
 
 
@@ -208,7 +226,8 @@ class Pipeline:
                     if buf is not None:
                         emit(policy.on_close(report.name, t.id, buf))
 
-            frames = _prefetch(src, 4, stop, stage.seconds)
+            report.reading = True
+            frames = Prefetch(src, 4, lambda: stop.is_set() or self._drain.is_set(), stage.seconds)
             try:
                 report.seconds = stage.seconds
                 for index, bgr in frames:
@@ -228,8 +247,8 @@ class Pipeline:
                         buf.append(BufferedFace(index, t, f.aligned_rgb, f.box))
                         emit(policy.on_face(report.name, f.track, buf))
             finally:
-                frames.close()  # joins the decoder thread before the source is released
-                src.close()
+                if frames.close():  # the decoder thread has ended: the source can be released
+                    src.close()
             close(stage.finish())
             report.warnings.extend(getattr(src, "warnings", []))
             for w in report.warnings:
@@ -307,8 +326,11 @@ class Pipeline:
                 results.put(_DONE)
 
         def closer():
-            for w in workers:
-                w.join()
+            for w, r in zip(workers, self.reports):
+                while w.is_alive():
+                    w.join(timeout=0.1)
+                    if self._drain.is_set() and not r.reading:
+                        break  # still opening (a stream that does not answer): nothing of it to classify
             requests.put(None)
 
         inferer = threading.Thread(target=infer_loop, daemon=True, name="hac-infer")

@@ -1,5 +1,7 @@
 """hac-run against loopback servers that never answer, break off, or stall (bounded in time, 127.0.0.1 only)."""
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -23,6 +25,7 @@ class Server:
         self.sock.settimeout(0.5)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/clip.avi"
         self.stop = threading.Event()
+        self.held = threading.Event()  # a client is being held (silent, or stalled after its data)
         self.deadline = time.monotonic() + lifetime
         threading.Thread(target=self._loop, daemon=True).start()
 
@@ -42,6 +45,7 @@ class Server:
                 conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: video/x-msvideo\r\n\r\n")
                 conn.sendall(self.data[: len(self.data) * 6 // 10])
             if self.mode in ("silent", "stall"):
+                self.held.set()
                 self.stop.wait(max(0.0, self.deadline - time.monotonic()))
         except OSError:
             pass
@@ -86,3 +90,23 @@ def test_a_stream_that_breaks_off_or_stalls_is_said(artifact, video_bytes, mode)
     if mode == "stall":
         assert "(no data for 2 s)" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and "[ WARN" not in p.stderr
+
+
+@pytest.mark.parametrize("mode", ["silent", "stall"])
+def test_ctrl_c_stops_a_run_held_by_its_stream(artifact, video_bytes, mode, tmp_path):
+    """Before: the first Ctrl-C did not stop a run waiting on a stream. Now it ends it at once (exit 130),
+    whatever --timeout says, and keeps what was classified."""
+    out = tmp_path / "r.jsonl"
+    with Server(mode, video_bytes) as srv:
+        proc = subprocess.Popen([script("hac-run"), srv.url, "--model", str(artifact), "--timeout", "600",
+                                 "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert srv.held.wait(120), "hac-run never reached the server"
+            time.sleep(1.0)  # into the wait (how long does not matter: the wait is for 600 s)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=90)  # bounded by the reaction to Ctrl-C, not by --timeout
+        finally:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "[ WARN" not in err, err
+    assert "hac-run: interrupted" in err.strip().splitlines()[-1], err
