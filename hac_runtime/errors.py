@@ -37,6 +37,14 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+_PROGRAM: list[str] = []
+
+
+def program(default: str) -> str:
+    """The name of the running HAC command (``hac-train`` while it prepares faces), else ``default``."""
+    return _PROGRAM[-1] if _PROGRAM else default
+
+
 def cli_entry(prog: str):
     """Decorate a ``main(argv)`` so HacError → ``prog: error: msg`` + its exit code, crash → one line + 1.
 
@@ -46,6 +54,13 @@ def cli_entry(prog: str):
     def wrap(fn):
         @functools.wraps(fn)
         def main(*args, **kwargs):
+            _PROGRAM.append(prog)
+            try:
+                return guarded(*args, **kwargs)
+            finally:
+                _PROGRAM.pop()
+
+        def guarded(*args, **kwargs):
             import signal
             import threading
 

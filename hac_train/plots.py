@@ -79,7 +79,11 @@ def roc_curves(roc: dict, classes, path, title: str = "") -> Path:
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="false positive rate", ylabel="true positive rate",
            title=title or "ROC (one vs rest)")
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7, loc="lower right")
+    else:  # every validation clip of one class: no class has both positives and negatives
+        ax.text(0.5, 0.5, "ROC undefined: the validation clips\nhold fewer than two classes",
+                ha="center", va="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

@@ -109,3 +109,22 @@ def test_eval_writes_metrics_plots_and_explanations(easy_set, tmp_path):
     err = _one_line_error(*run_cli("hac-eval", tmp_path / "r" / "ckpt.pt", other, "--out", tmp_path / "e2")[::2],
                           prog="hac-eval")
     assert "not classes of" in err
+
+
+@pytest.mark.slow
+def test_a_truncated_video_is_one_warning_line_not_ffmpeg_chatter(tmp_path, faces):  # noqa: F811
+    """Issue 13 #8: hac-train printed FFmpeg's raw lines for a truncated clip (hac-prepare and hac-run did not)."""
+    root = tmp_path / "d"
+    for label in ("smile", "frown"):
+        for who in ("astronaut", "obama", "biden"):
+            write_face_video(root / label / f"{who}.avi", faces[who], n_frames=12, **SMALL)
+    cut = root / "frown" / "biden.avi"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    args = [a for a in TINY_ARGS if a != "--quiet"]
+    rc, out, err = run_cli("hac-train", root, "--out", tmp_path / "r", *args, "--epochs", "1")
+    assert rc == 0, err
+    said = [line for line in err.splitlines() if "warning" in line]  # the rest of stderr is progress
+    assert len(said) == 1 and said[0].startswith(f"hac-train: warning: {cut}: decoded "), err
+    assert "the video is truncated or damaged" in err
+    for chatter in ("[OPENCV", "FFMPEG", "[ WARN", "[mjpeg", "Packet corrupt", "note:"):
+        assert chatter not in out and chatter not in err, (out, err)

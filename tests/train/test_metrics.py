@@ -62,3 +62,16 @@ def test_summarize_folds_mean_std():
     assert s["accuracy"]["mean"] == pytest.approx(0.9)
     assert s["accuracy"]["std"] == pytest.approx(np.std([0.8, 0.9, 1.0]))
     assert s["accuracy"]["folds"] == [0.8, 0.9, 1.0]
+
+
+def test_roc_plot_of_a_one_class_validation_set_says_so(tmp_path):
+    """A validation split holding one class has no ROC: the plot says so, without matplotlib's legend warning."""
+    import warnings
+
+    from hac_train.plots import roc_curves
+
+    r = roc(np.zeros(4, int), np.full((4, 2), 0.5), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = roc_curves(r, ["a", "b"], tmp_path / "roc.png")
+    assert path.stat().st_size > 0
