@@ -57,7 +57,9 @@ class ExportReport:
         return f"{len(self.failed)} of {len(self.artifacts)} artifacts failed: {'; '.join(parts)}{where}"
 
     def path(self, fmt: str, precision: str = "fp32") -> Path:
-        return next(a["path"] for a in self.artifacts if a["format"] == fmt and a["precision"] == precision)
+        """The artifact of ``fmt`` in ``precision`` (a package such as ``triton``: its folder)."""
+        return next(a["path"] for a in self.artifacts if a["format"] == fmt
+                    and (a["precision"] == precision or FORMATS[fmt].packs))
 
 
 class _Steps:
@@ -108,18 +110,26 @@ class _Steps:
 def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, calib=None, batch=DEFAULT_BATCH,
            out=None, calib_method: str | None = None, workspace_gb: float | None = None,
            activations: str | None = None, tolerances: dict | None = None, verbose: bool = True,
-           include_fp32: bool = False) -> ExportReport:
+           include_fp32: bool = False, triton_backend: str | None = None, triton_kind: str | None = None) -> ExportReport:
     """Export ``checkpoint`` (hac-ckpt/1) as ``formats`` into ``out`` (default: the checkpoint's folder).
 
     ``batch`` is ``MIN:OPT:MAX`` (TensorRT's profile, torch.export's range, parity's largest batch).
     ``calib`` (a hac-prepare folder) calibrates INT8 and, when given, is also the parity input;
     otherwise parity runs on hac-synth clips (``parity_inputs``), never on random noise.
     ``activations`` (``u8``/``s8``) picks the INT8 activation type (default: ``s8`` when TensorRT builds from it, else ``u8``).
-    ``tolerances`` overrides parity tolerances per precision. Returns the report, whatever failed: an
+    ``tolerances`` overrides parity tolerances per precision. ``--format triton`` packs every ONNX file and
+    engine made here that passed into ``out/triton/`` (``hac_export.triton``: ``triton_backend``
+    onnxruntime or python, instances of ``triton_kind`` gpu or cpu; defaults onnxruntime, gpu). Returns the report, whatever failed: an
     artifact that fails parity or cannot be made fails alone (``report.failed``, ``report.failure()``);
     the others are written and recorded.
     """
     plan = plan_export(formats, fp16, int8, calib, batch, calib_method, workspace_gb, include_fp32)
+    if plan.packages:
+        from hac_export import triton as triton_mod
+
+        triton_backend, triton_kind = triton_mod.check_options(triton_backend, triton_kind)
+    elif triton_backend or triton_kind:
+        raise HacError(f"--triton-{'backend' if triton_backend else 'kind'} applies only to --format triton")
     if any(FORMATS[f].export_needs_gpu for f in plan.formats):
         from hac_runtime.engines.trt.loader import require_tensorrt
 
@@ -203,10 +213,35 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
         finally:  # whatever was published is recorded, even when a later artifact crashes
             if records:
                 report.parity_file = _write_parity(out, records, checkpoint, source_sha, inputs)
+        for fmt in plan.packages:
+            report.artifacts.append(_package(fmt, job, out, steps, triton_backend, triton_kind))
 
     if verbose:
         _summary(report)
     return report
+
+
+def _package(fmt: str, job: "_Job", out: Path, steps, backend: str, kind: str) -> dict:
+    """Pack the artifacts this export made that passed (``FORMATS[fmt].packs``) into ``out``: a report row."""
+    from hac_export import triton as triton_mod
+    from hac_runtime.engines import read_manifest
+
+    started = time.perf_counter()
+    packed = [(path, m) for (f, _), path in job.made.items()
+              if f in FORMATS[fmt].packs and (m := read_manifest(path))["status"] == "passed"]
+    row = {"name": f"{triton_mod.REPOSITORY}/", "format": fmt, "status": "error", "parity": None, "path": None,
+           "precision": ",".join(dict.fromkeys(m["precision"] for _, m in packed)) or "-"}
+    steps.say(f"{row['name']}: packing {len(packed)} artifacts")
+    try:
+        row["path"], row["models"] = triton_mod.write_repository(out, packed, backend, kind, job.batch[2])
+        row["status"] = "passed"
+        steps.log(f"{row['name']}: {len(row['models'])} models ({', '.join(row['models'])}); "
+                  f"serve with tritonserver --model-repository {row['path']}")
+    except (HacException, OSError) as e:
+        row["error"] = str(e) if isinstance(e, HacException) else f"{type(e).__name__}: {one_line(e)}"
+        steps.log(f"{row['name']}: [red]not made[/] ({row['error']})")
+    row["seconds"] = round(time.perf_counter() - started, 2)
+    return row
 
 
 def _parity(path: Path, fmt: str, device: str, manifest: dict, x, ref, labels, tol: dict, max_batch: int,
@@ -351,6 +386,12 @@ def _summary(report: ExportReport) -> None:
         table.add_column(col, no_wrap=True)
     for a in report.artifacts:
         p = a["parity"]
+        if FORMATS[a["format"]].packs and a["status"] == "passed":  # a package: its files' parity is above
+            n = len(a["models"])
+            table.add_row(a["name"], a["precision"], "packed", f"{n} model{'s' if n != 1 else ''}", "—", "—",
+                          f"{sum(f.stat().st_size for f in a['path'].rglob('*') if f.is_file()) / 1e6:.0f}",
+                          f"{a['seconds']:.0f}")
+            continue
         if p is None:  # not made
             table.add_row(a["name"], a["precision"], "ERROR", "—", "—", "—", "—", f"{a['seconds']:.0f}")
             continue

@@ -5,15 +5,17 @@ from pathlib import Path
 
 import click
 
-from hac_runtime.spec import ENGINES as ENGINE_CHOICES
+from hac_runtime.spec import FORMATS, artifact_engines
 from hac_export.int8 import CALIB_METHODS
+from hac_export.triton import BACKENDS as TRITON_BACKENDS
+from hac_export.triton import KINDS as TRITON_KINDS
 from hac_runtime.errors import click_main
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--format", "formats", default="onnx", show_default=True,
-              help="Comma-separated formats: onnx, trt, pt2, aoti.")
+              help=f"Comma-separated formats: {', '.join(FORMATS)}.")
 @click.option("--fp16", is_flag=True, help="Also export mixed FP16 (trunk FP16; attention, GRU, FC in FP32).")
 @click.option("--int8", is_flag=True, help="Also export static QDQ INT8, calibrated on --calib.")
 @click.option("--calib", type=click.Path(path_type=Path),
@@ -23,13 +25,20 @@ from hac_runtime.errors import click_main
               help="MIN:OPT:MAX batch: TensorRT profile, torch.export range, largest parity batch.")
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder [default: the checkpoint's folder].")
 @click.option("--workspace", type=float, help="TensorRT workspace limit in GiB [default: 4].")
-def export_command(checkpoint, formats, fp16, int8, calib, calib_method, batch, out, workspace):
+@click.option("--triton-backend", type=click.Choice(TRITON_BACKENDS),
+              help="--format triton: serve the ONNX files with Triton's onnxruntime platform, or with its Python "
+                   "backend running ONNX Runtime on the CPU [default: onnxruntime].")
+@click.option("--triton-kind", type=click.Choice(TRITON_KINDS),
+              help="--format triton: instance kind of the ONNX models [default: gpu; python: cpu].")
+def export_command(checkpoint, formats, fp16, int8, calib, calib_method, batch, out, workspace, triton_backend,
+                   triton_kind):
     """Export CHECKPOINT to checked artifacts, each with a manifest, and OUT/parity.json."""
     from hac_export.api import export
     from hac_runtime.errors import HacFailure
 
     report = export(checkpoint, formats=formats, fp16=fp16, int8=int8, calib=calib, batch=batch, out=out,
-                    calib_method=calib_method, workspace_gb=workspace)
+                    calib_method=calib_method, workspace_gb=workspace, triton_backend=triton_backend,
+                    triton_kind=triton_kind)
     if report.failed:
         raise HacFailure(report.failure())
 
@@ -40,7 +49,7 @@ export_main = click_main(export_command, "hac-export")
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option("--engine", "engines", default="all", show_default=True,
-              help=f"Comma-separated: {', '.join(ENGINE_CHOICES)}, or all.")
+              help=f"Comma-separated: {', '.join(artifact_engines())}, or all.")
 @click.option("--full", is_flag=True, help="Every run of the format table, not the default selection.")
 @click.option("--batch", "batches", default="1,8", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--calib", type=click.Path(path_type=Path),

@@ -17,7 +17,7 @@ FORMATS = spec.FORMATS
 PRECISIONS = tuple(p for p in spec.PRECISIONS if any(p in f.precisions for f in FORMATS.values()))
 #: export order: a format another builds from comes first (TensorRT builds from the ONNX files); any
 #: format the table gains is exported after these
-ORDER = tuple(dict.fromkeys(("onnx", "pt2", "aoti", *FORMATS, "trt")))
+ORDER = tuple(dict.fromkeys(("onnx", "pt2", "aoti", *FORMATS, "trt", "triton")))
 DEFAULT_BATCH = (1, 8, 16)
 
 
@@ -28,8 +28,13 @@ class ExportPlan:
     batch: tuple  #: (min, opt, max)
 
     def artifacts(self):
-        """(format, precision) pairs in export order."""
-        return [(f, p) for f in self.formats for p in self.precisions[f]]
+        """(format, precision) pairs in export order (a package such as ``triton`` is made after them)."""
+        return [(f, p) for f in self.formats if not FORMATS[f].packs for p in self.precisions[f]]
+
+    @property
+    def packages(self) -> tuple:
+        """The formats that package the artifacts (``triton``)."""
+        return tuple(f for f in self.formats if FORMATS[f].packs)
 
 
 def parse_batch(text) -> tuple[int, int, int]:
@@ -89,6 +94,10 @@ def plan_export(formats="onnx", fp16: bool = False, int8: bool = False, calib=No
         else:
             asked = tuple(p for p in reduced if p in allowed)
             precisions[n] = (("fp32",) if include_fp32 or not asked else ()) + asked
+    if "triton" in names:  # a repository of the ONNX files (and engines): the ONNX of every asked precision
+        precisions["onnx"] = tuple(p for p in PRECISIONS if p == "fp32" or p in precisions["triton"]
+                                   or p in precisions.get("onnx", ()))
+        names = tuple(n for n in ORDER if n in names or n == "onnx")
     if "trt" in names:  # TensorRT builds from the ONNX of the same precision: export it too
         precisions["onnx"] = tuple(p for p in PRECISIONS if p == "fp32" or p in precisions["trt"]
                                    or p in precisions.get("onnx", ()))

@@ -42,7 +42,8 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--model", "-m", required=True, type=click.Path(),
-              help="Exported artifact (hac.onnx, *.engine, *.pt2) with its .json manifest, or an export folder.")
+              help="Exported artifact (hac.onnx, *.engine, *.pt2) with its .json manifest, an export folder, or a "
+                   "Triton server's model: grpc://HOST:PORT/MODEL (http://… also).")
 @click.option("--engine", type=click.Choice(["auto", *spec.ENGINES]), default="auto", show_default=True,
               help="Engine; auto: time every engine (and artifact of a folder) that can run here, keep the fastest.")
 @click.option("--precision", type=click.Choice(spec.PRECISIONS), default=None,
@@ -62,7 +63,8 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
 @click.option("--max-batch", type=click.IntRange(1, 1024), default=8, show_default=True, help="Clips per engine call.")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: capture and replay a CUDA graph per batch bucket.")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
-              help="Stream URLs: seconds to wait for the server to open the stream and for each read.")
+              help="Stream URLs: seconds to wait for the server to open the stream and for each read; "
+                   "a Triton server: seconds per request.")
 def run_cmd(sources, model, engine, precision, device, out, video_out, policy, window, stride, detect_every, detector,
             max_batch, cuda_graph, timeout):
     """Classify facial expressions per face track in videos, frame folders, image lists (.txt, one path per
@@ -79,6 +81,10 @@ def run_cmd(sources, model, engine, precision, device, out, video_out, policy, w
                           stride=stride, max_batch=max_batch, cuda_graph=cuda_graph, timeout=timeout)
     click.echo(f"hac-run: {summary.results} result(s) from {summary.sources_ok} source(s)"
                + (f", {summary.sources_failed} failed" if summary.sources_failed else ""), err=True)
+    if summary.failure():
+        from hac_runtime.errors import HacFailure
+
+        raise HacFailure(summary.failure())
 
 
 run_main = click_main(run_cmd, "hac-run")

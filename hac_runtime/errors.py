@@ -29,6 +29,11 @@ class HacFailure(HacException):
     exit_code = 1
 
 
+class BatchFailed(HacFailure):
+    """One batch could not be classified (a remote engine's server is down or did not answer in time):
+    the pipeline reports it for the clips of that batch and goes on; the run then exits 1."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, ``timeout``): unwinds like Ctrl-C, so every cleanup runs; exit code 143."""
 

@@ -5,7 +5,8 @@
 * ``ENGINES``: what runs artifacts — the runner class (imported only when used), the devices, the Python
   package it needs and how to install it.
 * ``RUNS``: which engine runs which format at which precision, and from which artifact: the ORT rows run
-  each ONNX file as written; OpenVINO's BF16 runs the FP32 ONNX with a BF16 precision hint.
+  each ONNX file as written; OpenVINO's BF16 runs the FP32 ONNX with a BF16 precision hint. The
+  ``triton`` engine runs no file here: it sends batches to a server that holds the ``triton`` package.
 
 ``hac-export``'s planner, ``load_engine``, ``--engine auto``, the console scripts' choices and ``hac-bench``'s
 rows all come from here; adding a format or an engine is a row here plus its writer / runner. Importing this
@@ -25,6 +26,7 @@ class Format:
     precisions: tuple  #: precisions the artifact is exported in
     export_needs_gpu: bool  #: writing it needs a CUDA GPU (and TensorRT)
     description: str
+    packs: tuple = ()  #: a package of other formats' artifacts (a folder), not an artifact of its own
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ FORMATS: dict[str, Format] = _table([
     Format("pt2", ".pt2", ("fp32",), False, "torch.export ExportedProgram (FP32)"),
     Format("aoti", ".aoti.pt2", ("fp32",), False,
            "AOTInductor-compiled package (FP32; compiled for CUDA where available, else CPU)"),
+    Format("triton", "/", ("fp32", "fp16", "int8"), False,
+           "Triton Inference Server model repository (triton/) of the ONNX files and engines that passed",
+           packs=("onnx", "trt")),
 ])
 
 ENGINES: dict[str, EngineSpec] = _table([
@@ -87,6 +92,9 @@ ENGINES: dict[str, EngineSpec] = _table([
                "pip install torch", "PyTorch (torch.export, AOTInductor)"),
     EngineSpec("openvino", "hac_runtime.engines.openvino.runner:OpenVinoEngine", ("cpu",), "openvino",
                "pip install -e '.[openvino]'", "OpenVINO (CPU; optional)"),
+    EngineSpec("triton", "hac_runtime.engines.triton.runner:TritonEngine", ("server",), "tritonclient",
+               "pip install -e '.[triton]'",
+               "a Triton Inference Server (--model grpc://HOST:PORT/MODEL or http://…); never chosen by auto"),
 ])
 
 RUNS: tuple[Run, ...] = (
@@ -97,6 +105,11 @@ RUNS: tuple[Run, ...] = (
     Run("trt", "trt", "fp32", "fp32"), Run("trt", "trt", "fp16", "fp16"),
     Run("trt", "trt", "int8", "int8"),
 )
+
+
+def artifact_engines() -> tuple:
+    """The engines that run exported files here (a row of ``RUNS``): what ``hac-bench`` measures; not ``triton``."""
+    return tuple(e for e in ENGINES if any(r.engine == e for r in RUNS))
 
 
 def native_engine(fmt: str) -> str:

@@ -29,6 +29,7 @@ FLOW = "hac-synth --out synth --clips 140"  # first line of "From dataset to dep
 SYNTH = "hac-synth --out S --clips 140\nhac-train S"  # the "Synthetic data" block
 EMBED = "from hac_runtime.pipeline import Pipeline"
 NETWORK = "from hac_train import HACConfig, HACNet, load_checkpoint"
+SERVING = "hac-export run/ckpt.pt --format triton"  # the "Serving many cameras" block
 NOT_RUN = {
     "python3 -m venv .venv && .venv/bin/pip install torch==2.14.1 torchvision==0.29.1 -e '.[cpu]' && "
     ".venv/bin/hac-bench": "the main job (install + hac-bench on the ResNet50 default, minutes): run by hand and "
@@ -70,7 +71,7 @@ def run(line: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess
 
 
 def test_every_block_is_known():
-    known = (FLOW, SYNTH, EMBED, NETWORK, *NOT_RUN)
+    known = (FLOW, SYNTH, EMBED, NETWORK, SERVING, *NOT_RUN)
     for lang, code in blocks():
         assert any(code.startswith(k) for k in known), f"README block not run by any test:\n{code}"
 
@@ -138,3 +139,31 @@ def test_network_snippet(tmp_path):
             + "\nassert logits.shape == (1, 7) and attention['self'].shape == (1, 5)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_serving_block(flow):
+    """"Serving many cameras": the export and hac-run lines against a real Triton server on 127.0.0.1 (the
+    Python backend: this CPU server has no ONNX Runtime backend); the docker line needs NGC and a GPU."""
+    from fixtures_triton import TritonServer, server_venv
+
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient not installed")
+    venv, why = server_venv()
+    if venv is None:
+        pytest.skip(why)
+    work, _ = flow
+    export, docker, client = commands(block(SERVING), [("--format triton", "--format triton --triton-backend python"),
+                                                       ("--out engines", "--out served"),
+                                                       ("--out results.jsonl", "--out served.jsonl")])
+    assert docker.startswith("docker run") and "-v $PWD/engines/triton:/models" in docker
+    assert "tritonserver --model-repository /models" in docker
+    run(export, work)
+    models = sorted(p.name for p in (work / "served" / "triton").iterdir())
+    assert models == ["hac_onnx_fp16", "hac_onnx_fp32"]
+    with TritonServer(venv, work / "served" / "triton") as srv:
+        line = client.replace("rtsp://cam1/stream rtsp://cam2/stream", "talk.mp4 talk.mp4")
+        line = line.replace("grpc://gpu-host:8001", f"grpc://127.0.0.1:{srv.grpc_port}")
+        p = run(line, work)
+    results = [json.loads(x) for x in (work / "served.jsonl").read_text().splitlines()]
+    assert results and {r["source"] for r in results} == {"talk.mp4"}, p.stderr
+    assert "on triton/127.0.0.1:" in p.stderr

@@ -25,7 +25,7 @@ from hac_runtime.atomic import check_output_dir, check_output_file
 from hac_runtime.engines.base import parity_figures
 from hac_runtime.errors import HacError, HacException
 
-ENGINE_CHOICES = tuple(spec.ENGINES)  #: --engine values (``all``: every one)
+ENGINE_CHOICES = spec.artifact_engines()  #: --engine values (``all``: every one)
 SETTLE_S = 0.05  # untimed pause between timed calls (timing.measure_interleaved)
 UNTRAINED_NOTE = ("parity of an untrained model says little (its logits are nearly flat, so top-1 flips easily and INT8 "
                   "especially looks worse than it is): judge INT8 on a trained checkpoint with real --calib clips")

@@ -16,6 +16,7 @@ import numpy as np
 
 from hac_runtime import spec
 from hac_runtime.engines.base import MANIFEST_SCHEMA, load_engine, parity_figures, parity_verdict, read_manifest
+from hac_runtime.engines.triton.loader import is_server_url
 from hac_runtime.errors import HacError, HacException
 
 PARITY_FILE = "parity.json"  #: the verdicts of one export folder, and the checkpoint it belongs to
@@ -237,19 +238,39 @@ def _same_model(engines: list) -> None:
                            f"models (classes, input or preprocessing differ): keep one model per export folder")
 
 
+def _server_choice(model, engine, device, precision, cuda_graph, timeout) -> EngineChoice:
+    """The ``triton`` engine on the server model at ``model``; the options that choose among local runs refused."""
+    if not is_server_url(model):
+        raise HacError(f"--engine triton needs --model grpc://HOST:PORT/MODEL (or http://…), not {model}")
+    if engine not in ("auto", "triton"):
+        raise HacError(f"{model} is a Triton server's model: it runs on the triton engine, not {engine}")
+    for option, value, neutral in (("--device", device, "auto"), ("--precision", precision, None),
+                                   ("--cuda-graph", cuda_graph, False)):
+        if value != neutral:
+            raise HacError(f"{option} does not apply to a Triton server's model (the server decides)")
+    from hac_runtime.engines.triton.runner import TritonEngine
+
+    opened = TritonEngine(str(model), timeout=timeout)
+    c = Candidate(Path(opened.where.model), "triton", opened.where.address)
+    return EngineChoice(opened, c, [c], [])
+
+
 def _open(c: Candidate, cuda_graph: bool):
     return load_engine(c.artifact, engine=c.engine, device=c.device, cuda_graph=cuda_graph and c.engine == "trt",
                        precision=c.precision)
 
 
 def choose_engine(model, engine: str = "auto", device: str = "auto", precision: str | None = None,
-                  seconds: float = 0.5, cuda_graph: bool = False) -> EngineChoice:
+                  seconds: float = 0.5, cuda_graph: bool = False, timeout: float | None = None) -> EngineChoice:
     """Open ``model`` on the fastest engine available here (or on ``engine`` when named).
 
-    ``cuda_graph``: TensorRT candidates replay CUDA graphs (others are unaffected)."""
+    ``cuda_graph``: TensorRT candidates replay CUDA graphs (others are unaffected). A server address
+    (``grpc://HOST:PORT/MODEL``) opens the ``triton`` engine, ``timeout`` seconds per request."""
     engine = (engine or "auto").lower()
     if engine != "auto" and engine not in spec.ENGINES:
         raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(spec.ENGINES)}")
+    if engine == "triton" or is_server_url(model):
+        return _server_choice(model, engine, device, precision, cuda_graph, timeout)
     skipped: list[Skipped] = []
     candidates = candidates_for(model, engine, device, precision, skipped)
     if len(candidates) == 1:

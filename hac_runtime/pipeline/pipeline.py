@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from hac_runtime.clips import normalize
-from hac_runtime.errors import HacError, HacException, one_line
+from hac_runtime.errors import BatchFailed, HacError, HacException, one_line
 from hac_runtime.pipeline.batcher import DynamicBatcher
 from hac_runtime.pipeline.policy import BufferedFace, ClipRequest, PerTrack, SlidingWindow
 
@@ -126,6 +126,8 @@ class SourceReport:
     warnings: list[str] = field(default_factory=list)
     boxes: dict = field(default_factory=dict)  # frame → [(track, box)], kept only for annotated video
     reading: bool = False  # the source opened and its frames are being read
+    unclassified: int = 0  # clips of batches the engine could not run (BatchFailed)
+    unclassified_reason: str | None = None
     seconds: dict = field(default_factory=lambda: defaultdict(float))  # busy time per stage
 
 
@@ -145,7 +147,7 @@ class Pipeline:
         #: how the engine was chosen (None when an opened engine was passed in)
         self.timeout = timeout  #: stream URLs: seconds to open and per read (media.STREAM_TIMEOUT_S)
         self.choice = None if hasattr(model, "infer") else choose_engine(model, engine, device, precision,
-                                                                             cuda_graph=cuda_graph)
+                                                                             cuda_graph=cuda_graph, timeout=timeout)
         self.engine = model if self.choice is None else self.choice.engine
         pre = self.engine.preprocess
         self.k, self.size = int(pre["k"]), int(pre["image_size"])
@@ -295,6 +297,20 @@ class Pipeline:
             })
         return out
 
+    def _batch_failed(self, reqs: list[ClipRequest], e: BatchFailed) -> None:
+        """Count, per source, the clips of a failed batch (``SourceReport.unclassified``); say it when the reason
+        is new for that source (a dead server fails every batch the same way: the run's last line sums them)."""
+        by_source: dict[str, int] = defaultdict(int)
+        for r in reqs:
+            by_source[r.source] += 1
+        for report in self.reports:
+            n = by_source.get(report.name, 0)
+            if n:
+                report.unclassified += n
+                if report.unclassified_reason != str(e):  # the same reason again is counted, not repeated
+                    self.on_error(report.name, f"{n} clip(s) not classified: {e}")
+                report.unclassified_reason = str(e)
+
     def run(self, sources: Iterable) -> Iterator[dict]:
         """Yield one result dict (CONTRACTS.md "Results line") per classified clip, as they come."""
         sources = list(sources)
@@ -317,7 +333,12 @@ class Pipeline:
                     batch = batcher.next_batch()
                     if not batch:
                         break
-                    for res in self._infer(batch):
+                    try:
+                        out = self._infer(batch)
+                    except BatchFailed as e:  # this batch is lost (a server down or slow); the next is tried
+                        self._batch_failed(batch, e)
+                        continue
+                    for res in out:
                         results.put(res)
             except BaseException as e:  # noqa: BLE001 - surfaced in the caller's thread
                 stop.set()

@@ -21,6 +21,15 @@ class RunSummary:
     sources_failed: int
     faces: int
     engine: str
+    unclassified: int = 0  #: clips whose batch the engine could not run (a Triton server down mid-run)
+    unclassified_reason: str | None = None
+
+    def failure(self) -> str | None:
+        """One line when clips went unclassified (the run's exit code is then 1), else None."""
+        if not self.unclassified:
+            return None
+        return (f"{self.unclassified} clip(s) not classified ({self.unclassified_reason}); "
+                f"the {self.results} result(s) classified were written")
 
 
 def video_out_paths(video_out, sources: list[str]) -> list[Path]:
@@ -109,4 +118,6 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
         if rep.error is None and rep.faces == 0:
             log(f"hac-run: {src}: no face found in {rep.frames} frames; no results")
     ok = sum(r.error is None for r in reports)
-    return RunSummary(count, ok, len(reports) - ok, sum(r.faces for r in reports), pipe.engine.kind)
+    lost = [r for r in reports if r.unclassified]
+    return RunSummary(count, ok, len(reports) - ok, sum(r.faces for r in reports), pipe.engine.kind,
+                      sum(r.unclassified for r in lost), lost[-1].unclassified_reason if lost else None)

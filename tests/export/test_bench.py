@@ -102,7 +102,9 @@ def test_bad_options():
         parse_batches("0,8")
     with pytest.raises(HacError, match="positive integers"):
         parse_batches("one")
-    assert parse_engines("all") == list(spec.ENGINES) == ["ort", "trt", "torch", "openvino"]
+    assert parse_engines("all") == list(spec.artifact_engines()) == ["ort", "trt", "torch", "openvino"]
+    with pytest.raises(HacError, match="unknown engine 'triton'"):  # a server's engine: nothing to measure here
+        parse_engines("triton")
     assert parse_batches("8,1,8") == [1, 8]
 
 
