@@ -6,7 +6,7 @@ local ``tritonserver``, its Python backend running the same ONNX with ONNX Runti
 clients together) and per-request latency p50/p99, measured in one run on this machine. The model is
 untrained (speed does not depend on the weights): ResNet18-HAC, k = 5, 112 px, exported by hac-export.
 
-    .venv/bin/python benchmarks/triton.py --seconds 20 --json benchmarks/triton.json   # writes triton.md too
+    .venv/bin/python benchmarks/triton_serving.py --seconds 20 --json benchmarks/triton.json   # writes triton.md too
 
 Needs the server's own venv (``tests/fixtures_triton.py``: ``$HAC_TRITON_VENV`` or built once).
 """
@@ -79,7 +79,7 @@ def main():
 
     venv, why = server_venv()
     if venv is None:
-        sys.exit(f"triton.py: {why}")
+        sys.exit(f"triton_serving.py: {why}")
     work = Path(tempfile.mkdtemp(prefix="hac-triton-bench-"))
     torch.manual_seed(0)
     model = HACNet(HACConfig(backbone="resnet18", num_classes=7, k=5)).eval()
