@@ -63,25 +63,132 @@ class JsonLinesWriter:
             self._tmp.unlink(missing_ok=True)
 
 
+BOX_BGR = (0, 200, 255)  #: face boxes, label backgrounds and bars
+H264_SUFFIXES = (".mp4", ".mov", ".mkv")  #: written as H.264 (yuv420p) through PyAV: plays in browsers
+
+
 def _label_at(results: list[dict], track: int, frame: int) -> dict | None:
-    """The result covering ``frame`` of ``track`` (the latest window that started before it)."""
+    """The decision shown at ``frame`` for ``track``: the latest result already made by then (its clip
+    ended at or before ``frame``), else None — a decision is never painted before it was made."""
     best = None
     for r in results:
-        if r["track"] == track and r["frame_start"] <= frame and (best is None or r["frame_start"] >= best["frame_start"]):
+        if r["track"] == track and r["frame_end"] <= frame and (best is None or r["frame_end"] >= best["frame_end"]):
             best = r
     return best
 
 
-def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: float | None = None) -> Path:
-    """Re-decode ``source`` and draw box, track id, label and probability bars per face; MJPG/mp4v by suffix."""
+def _text(frame, text: str, org, scale: float, fg=(0, 0, 0), bg=BOX_BGR) -> tuple[int, int]:
+    """``text`` on a filled background with its top-left at ``org``, moved inside the frame; returns (w, h)."""
     import cv2
 
+    thick = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad = max(2, int(3 * scale))
+    w, h = tw + 2 * pad, th + base + 2 * pad
+    x = int(min(max(org[0], 0), max(0, frame.shape[1] - w)))
+    y = int(min(max(org[1], 0), max(0, frame.shape[0] - h)))
+    cv2.rectangle(frame, (x, y), (x + w, y + h), bg, -1)
+    cv2.putText(frame, text, (x + pad, y + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, fg, thick, cv2.LINE_AA)
+    return w, h
+
+
+def draw_face(frame: np.ndarray, track: int, box, result: dict | None) -> tuple | None:
+    """Box, ``#track label score`` on a filled background, and a panel of every class's probability (bar
+    and number) beside the box — on its right, or its left where the frame ends; always inside the frame.
+    Returns the panel's ``(x, y, w, h)`` (None without a decision)."""
+    import cv2
+
+    fh, fw = frame.shape[:2]
+    scale = max(0.4, min(1.2, fh / 720))
+    x, y, bw, bh = (int(v) for v in box)
+    cv2.rectangle(frame, (x, y), (x + bw, y + bh), BOX_BGR, max(2, int(2 * scale)))
+    label = f"#{track} " + (f"{result['label']} {result['score']:.2f}" if result else "...")
+    _, lh = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0]
+    _text(frame, label, (x, y - lh - int(10 * scale) if y - lh - 10 * scale >= 0 else y + bh + 2), scale)
+    if not result:
+        return None
+    probs = list(result["probs"].items())
+    small = scale * 0.8
+    row = int(cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, small, 1)[0][1] * 1.9) + 2
+    name_w = max(cv2.getTextSize(c, cv2.FONT_HERSHEY_SIMPLEX, small, 1)[0][0] for c, _ in probs)
+    num_w = cv2.getTextSize("100%", cv2.FONT_HERSHEY_SIMPLEX, small, 1)[0][0]
+    bar_w = int(70 * scale)
+    pw, ph = name_w + bar_w + num_w + 16, row * len(probs) + 6
+    px = x + bw + 6 if x + bw + 6 + pw <= fw else x - 6 - pw  # flipped at the right edge
+    px = int(min(max(px, 0), max(0, fw - pw)))
+    py = int(min(max(y, 0), max(0, fh - ph)))
+    overlay = frame.copy()
+    cv2.rectangle(overlay, (px, py), (px + pw, py + ph), (30, 30, 30), -1)
+    cv2.addWeighted(overlay, 0.65, frame, 0.35, 0, dst=frame)
+    for i, (c, v) in enumerate(probs):
+        yy = py + 4 + i * row
+        mid = yy + row // 2
+        best = c == result["label"]
+        cv2.putText(frame, c, (px + 4, mid + row // 4), cv2.FONT_HERSHEY_SIMPLEX, small,
+                    BOX_BGR if best else (235, 235, 235), 1, cv2.LINE_AA)
+        bx = px + 8 + name_w
+        cv2.rectangle(frame, (bx, yy + 3), (bx + bar_w, yy + row - 3), (90, 90, 90), 1)
+        cv2.rectangle(frame, (bx, yy + 3), (bx + int(bar_w * float(v)), yy + row - 3), BOX_BGR, -1)
+        cv2.putText(frame, f"{100 * float(v):.0f}%", (bx + bar_w + 4, mid + row // 4), cv2.FONT_HERSHEY_SIMPLEX,
+                    small, (235, 235, 235), 1, cv2.LINE_AA)
+    return px, py, pw, ph
+
+
+class _H264Writer:
+    """H.264 (libx264, yuv420p) through PyAV; OpenCV cannot write H.264 here. Odd sizes lose a last row/column."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int):
+        from fractions import Fraction
+
+        import av
+
+        self.av = av
+        moov_first = {"movflags": "+faststart"} if Path(path).suffix.lower() in (".mp4", ".mov") else {}
+        self.container = av.open(str(path), "w", options=moov_first)  # a browser can start playing at once
+        self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self.w, self.h = width - width % 2, height - height % 2
+        self.stream.width, self.stream.height, self.stream.pix_fmt = self.w, self.h, "yuv420p"
+        self.stream.options = {"preset": "veryfast", "crf": "23"}
+
+    def write(self, bgr: np.ndarray) -> None:
+        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr[:self.h, :self.w]), format="bgr24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def release(self) -> None:
+        try:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
+class _OpenCvWriter:
+    def __init__(self, path: Path, fps: float, width: int, height: int, fourcc: str = "MJPG"):
+        import cv2
+
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        if not self.writer.isOpened():
+            raise HacError(f"{path}: OpenCV cannot write {fourcc} video")
+
+    def write(self, bgr: np.ndarray) -> None:
+        self.writer.write(bgr)
+
+    def release(self) -> None:
+        self.writer.release()
+
+
+def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: float | None = None) -> Path:
+    """Re-decode ``source`` and draw every face (``draw_face``) with the decision made by then.
+
+    ``.mp4``/``.mov``/``.mkv``: H.264 through PyAV (plays in a browser); ``.avi``: MJPG through OpenCV.
+    Written to a temporary file, read back, then renamed: a failed write leaves nothing."""
     from hac_runtime.atomic import atomic_path
     from hac_runtime.media import open_source
 
     out_path = Path(out_path)
-    fourcc = {".avi": "MJPG", ".mp4": "mp4v", ".mov": "mp4v", ".mkv": "MJPG"}.get(out_path.suffix.lower())
-    if fourcc is None:
+    suffix = out_path.suffix.lower()
+    if suffix not in (*H264_SUFFIXES, ".avi"):
         raise HacError(f"{out_path}: annotated video must be .mp4, .avi, .mov or .mkv")
     src = open_source(source)
     fps = src.fps or fps or 25.0
@@ -94,24 +201,22 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
                     frame = np.ascontiguousarray(bgr)
                     if writer is None:
                         h, w = frame.shape[:2]
-                        writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-                        if not writer.isOpened():
-                            raise HacError(f"{out_path}: OpenCV cannot write {fourcc} video")
-                    for track, (x, y, bw, bh) in boxes.get(index, []):
-                        r = _label_at(results, track, index)
-                        cv2.rectangle(frame, (x, y), (x + bw, y + bh), (0, 200, 255), 2)
-                        text = f"#{track}" + (f" {r['label']} {r['score']:.2f}" if r else "")
-                        cv2.putText(frame, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 255), 1, cv2.LINE_AA)
-                        if r:
-                            for i, (c, p) in enumerate(r["probs"].items()):
-                                yy = y + bh + 12 + 11 * i
-                                cv2.rectangle(frame, (x, yy - 8), (x + int(60 * p), yy), (0, 200, 255), -1)
-                                cv2.putText(frame, c[:9], (x + 64, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+                        writer = (_H264Writer if suffix in H264_SUFFIXES else _OpenCvWriter)(tmp_video, fps, w, h)
+                    for track, box in boxes.get(index, []):
+                        draw_face(frame, track, box, _label_at(results, track, index))
                     writer.write(frame)
                     written += 1
+            except HacError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the encoder's own errors (PyAV: a full disk, a bad size)
+                why = "no space left on device" if disk_is_full(tmp_video.parent) else f"{type(e).__name__}: {e}"
+                raise HacError(f"{out_path}: cannot write the annotated video ({why}); nothing written") from None
             finally:
                 if writer is not None:
-                    writer.release()
+                    try:
+                        writer.release()
+                    except Exception:  # noqa: BLE001 - already failing, or read back below
+                        pass
                 src.close()
             if writer is None:
                 raise HacError(f"{source}: no frame to annotate")

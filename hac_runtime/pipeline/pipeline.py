@@ -126,6 +126,7 @@ class SourceReport:
     warnings: list[str] = field(default_factory=list)
     boxes: dict = field(default_factory=dict)  # frame → [(track, box)], kept only for annotated video
     reading: bool = False  # the source opened and its frames are being read
+    running: list = field(default_factory=list)  # track policy + annotated video: the sliding-window decisions
     unclassified: int = 0  # clips of batches the engine could not run (BatchFailed)
     unclassified_reason: str | None = None
     seconds: dict = field(default_factory=lambda: defaultdict(float))  # busy time per stage
@@ -207,7 +208,8 @@ class Pipeline:
             warper = TorchFaceWarper(self.size, self.engine.device if str(self.engine.device).startswith("cuda") else "cpu")
         return MultiFaceStage(processor, self.aligner, self.size, self.detect_every, warper=warper)
 
-    def _source_worker(self, source, report: SourceReport, requests: queue.Queue, stop: threading.Event) -> None:
+    def _source_worker(self, index_of_source: int, source, report: SourceReport, requests: queue.Queue,
+                       stop: threading.Event) -> None:
         from hac_runtime.media import open_source
 
         try:
@@ -216,14 +218,21 @@ class Pipeline:
             stage = self._make_stage()
             policy = self._policy()
             buffers: dict[int, object] = {}
+            # An annotated video of a track-policy run shows the running decision (sliding windows), not
+            # the track's final one painted backwards: those clips are classified for drawing only.
+            running = (SlidingWindow(self.k, window=self.window, stride=self.stride)
+                       if self.keep_boxes and self.policy_name == "track" else None)
+            running_buffers: dict[int, object] = {}
 
-            def emit(req: ClipRequest | None):
+            def emit(req: ClipRequest | None, for_drawing: bool = False):
                 if req is not None:
-                    report.clips += 1
+                    req.source_index, req.for_drawing = index_of_source, for_drawing
+                    report.clips += not for_drawing
                     requests.put(req)  # blocks when inference is behind: back-pressure
 
             def close(tracks):
                 for t in tracks:
+                    running_buffers.pop(t.id, None)
                     buf = buffers.pop(t.id, None)
                     if buf is not None:
                         emit(policy.on_close(report.name, t.id, buf))
@@ -243,11 +252,18 @@ class Pipeline:
                     t = index / fps
                     for f in faces:
                         report.faces += 1
+                        face = BufferedFace(index, t, f.aligned_rgb, f.box)
                         buf = buffers.get(f.track)
                         if buf is None:
                             buf = buffers[f.track] = policy.new_buffer()
-                        buf.append(BufferedFace(index, t, f.aligned_rgb, f.box))
+                        buf.append(face)
                         emit(policy.on_face(report.name, f.track, buf))
+                        if running is not None:
+                            rbuf = running_buffers.get(f.track)
+                            if rbuf is None:
+                                rbuf = running_buffers[f.track] = running.new_buffer()
+                            rbuf.append(face)
+                            emit(running.on_face(report.name, f.track, rbuf), for_drawing=True)
             finally:
                 if frames.close():  # the decoder thread has ended: the source can be released
                     src.close()
@@ -288,8 +304,9 @@ class Pipeline:
         for r, p in zip(reqs, probs):
             best = int(p.argmax())
             out.append({
-                "source": r.source, "track": r.track,
+                "source": r.source, "source_index": r.source_index, "track": r.track,
                 "frame_start": r.frame_start, "frame_end": r.frame_end,
+                "frames": [f.frame for f in r.faces],  # the k sampled frames (§3.1), in order
                 "t_start": round(r.t_start, 3), "t_end": round(r.t_end, 3),
                 "label": self.classes[best], "score": float(p[best]),
                 "probs": {c: float(v) for c, v in zip(self.classes, p)},
@@ -300,11 +317,11 @@ class Pipeline:
     def _batch_failed(self, reqs: list[ClipRequest], e: BatchFailed) -> None:
         """Count, per source, the clips of a failed batch (``SourceReport.unclassified``); say it when the reason
         is new for that source (a dead server fails every batch the same way: the run's last line sums them)."""
-        by_source: dict[str, int] = defaultdict(int)
+        by_source: dict[int, int] = defaultdict(int)
         for r in reqs:
-            by_source[r.source] += 1
-        for report in self.reports:
-            n = by_source.get(report.name, 0)
+            by_source[r.source_index] += not r.for_drawing
+        for i, report in enumerate(self.reports):
+            n = by_source.get(i, 0)
             if n:
                 report.unclassified += n
                 if report.unclassified_reason != str(e):  # the same reason again is counted, not repeated
@@ -323,7 +340,7 @@ class Pipeline:
         from hac_runtime.media import FrameSource
 
         self.reports = [SourceReport(s.name if isinstance(s, FrameSource) else str(s)) for s in sources]
-        workers = [threading.Thread(target=self._source_worker, args=(s, r, requests, stop), daemon=True,
+        workers = [threading.Thread(target=self._source_worker, args=(i, s, r, requests, stop), daemon=True,
                                     name=f"hac-source-{i}") for i, (s, r) in enumerate(zip(sources, self.reports))]
 
         def infer_loop():
@@ -338,8 +355,11 @@ class Pipeline:
                     except BatchFailed as e:  # this batch is lost (a server down or slow); the next is tried
                         self._batch_failed(batch, e)
                         continue
-                    for res in out:
-                        results.put(res)
+                    for req, res in zip(batch, out):
+                        if req.for_drawing:  # a running decision, for the annotated video only
+                            self.reports[req.source_index].running.append(res)
+                        else:
+                            results.put(res)
             except BaseException as e:  # noqa: BLE001 - surfaced in the caller's thread
                 stop.set()
                 results.put(e)

@@ -32,6 +32,8 @@ class ClipRequest:
     t_start: float
     t_end: float
     box: tuple
+    source_index: int = 0  #: position of the source in the run's list (sources may repeat)
+    for_drawing: bool = False  #: a running decision for the annotated video, not a result line
 
 
 class TrackBuffer:

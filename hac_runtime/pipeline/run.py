@@ -33,11 +33,14 @@ class RunSummary:
 
 
 def video_out_paths(video_out, sources: list[str]) -> list[Path]:
-    """One annotated video per source: ``FILE`` for one source, ``FILE-stem.<name>.suffix`` for several."""
+    """One annotated video per source: ``FILE`` for one source, ``FILE-stem.<name>.suffix`` for several
+    (``<name>-<i>`` for a source given more than once)."""
     video_out = Path(video_out)
     if len(sources) == 1:
         return [video_out]
-    return [video_out.with_name(f"{video_out.stem}.{Path(str(s)).stem or i}{video_out.suffix}") for i, s in enumerate(sources)]
+    names = [Path(str(s)).stem or str(i) for i, s in enumerate(sources)]
+    names = [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]  # a source given twice
+    return [video_out.with_name(f"{video_out.stem}.{n}{video_out.suffix}") for n in names]
 
 
 @contextlib.contextmanager
@@ -110,9 +113,10 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
         raise KeyboardInterrupt
     reports = pipe.reports
     if video_out is not None:
-        for src, rep, path in zip(sources, reports, video_out_paths(video_out, sources)):
-            if rep.error is None:
-                annotate_video(src, path, rep.boxes, [r for r in results if r["source"] == src])
+        for i, (src, rep, path) in enumerate(zip(sources, reports, video_out_paths(video_out, sources))):
+            if rep.error is None:  # track policy: the running (sliding-window) decisions too
+                drawn = [r for r in results if r["source_index"] == i] + (rep.running if policy == "track" else [])
+                annotate_video(src, path, rep.boxes, drawn)
                 log(f"hac-run: annotated video {path}")
     for src, rep in zip(sources, reports):
         if rep.error is None and rep.faces == 0:

@@ -13,7 +13,8 @@ from hac_runtime.pipeline import Pipeline
 from hac_runtime.pipeline.run import run_sources
 
 CLASSES = ["anger", "happiness", "surprise"]
-FIELDS = {"source", "track", "frame_start", "frame_end", "t_start", "t_end", "label", "score", "probs", "box"}
+FIELDS = {"source", "source_index", "track", "frame_start", "frame_end", "frames", "t_start", "t_end", "label",
+          "score", "probs", "box"}
 
 
 def _place(canvas, img, x, y, h):
@@ -49,6 +50,8 @@ def _check_result(r, source):
     assert r["label"] in CLASSES and r["label"] == max(r["probs"], key=r["probs"].get)
     assert abs(sum(r["probs"].values()) - 1.0) < 1e-6 and r["score"] == r["probs"][r["label"]]
     assert 0 <= r["frame_start"] <= r["frame_end"] and r["t_start"] <= r["t_end"]
+    assert len(r["frames"]) == 3 and r["frames"] == sorted(r["frames"])  # the k frames the clip was made of
+    assert r["frame_start"] <= r["frames"][0] and r["frames"][-1] <= r["frame_end"]
     assert len(r["box"]) == 4 and r["box"][2] > 20
 
 
@@ -239,3 +242,50 @@ def test_ctrl_c_classifies_the_faces_already_seen(artifacts, tmp_path):
     assert 0 < lines[0]["frame_end"] < n - 1
     assert "Ctrl-C: stopping the sources" in err and "interrupted; 1 result(s) written" in err
     assert "Traceback" not in err
+
+
+def test_annotated_mp4_is_h264_with_the_panel_inside_and_one_file_per_repeated_source(artifacts, two_faces,
+                                                                                     tmp_path):
+    """Issue 16: MPEG-4 Part 2 that browsers do not play, a panel cut off by the frame, and one path (and
+    indistinguishable lines) for a source given twice."""
+    import av
+
+    summary = run_sources([two_faces, two_faces], artifacts / "hac.onnx", engine="ort", out=tmp_path / "r.jsonl",
+                          video_out=tmp_path / "a.mp4", log=lambda m: None)
+    lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert summary.results == len(lines) == 4
+    assert sorted(r["source_index"] for r in lines) == [0, 0, 1, 1]
+    for i in (0, 1):
+        path = tmp_path / f"a.two-{i}.mp4"
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+            frames = [f.to_ndarray(format="bgr24") for f in c.decode(stream)]
+        assert len(frames) == 30
+        # both faces are in view at frame 15 with a decision made: two label backgrounds in the box colour
+        mask = (np.abs(frames[15].astype(int) - (0, 200, 255)).sum(2) < 60).astype(np.uint8)
+        assert mask.sum() > 400
+
+
+@pytest.mark.parametrize("box", [(250, 180, 60, 55), (5, 5, 60, 60), (140, 100, 50, 50)])
+def test_panel_always_inside_the_frame(box):
+    from hac_runtime.pipeline.output import draw_face
+
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    classes = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
+    probs = dict(zip(classes, np.linspace(0.05, 0.25, 7) / np.linspace(0.05, 0.25, 7).sum()))
+    result = {"label": "surprise", "score": probs["surprise"], "probs": probs}
+    x, y, w, h = draw_face(frame, 3, box, result)
+    assert 0 <= x and x + w <= 320 and 0 <= y and y + h <= 240  # all seven rows visible
+    bx, by, bw, bh = box
+    assert x >= bx + bw or x + w <= bx, "beside the box, not over the face"
+    assert frame[y + 2:y + h - 2, x + 2:x + w - 2].mean() < 110  # the panel was drawn there
+
+
+def test_a_decision_is_never_painted_before_it_was_made():
+    from hac_runtime.pipeline.output import _label_at
+
+    early = {"track": 0, "frame_start": 0, "frame_end": 10, "label": "a"}
+    later = {"track": 0, "frame_start": 5, "frame_end": 20, "label": "b"}
+    got = [(_label_at([early, later], 0, f) or {}).get("label") for f in (4, 10, 15, 20, 30)]
+    assert got == [None, "a", "a", "b", "b"]
