@@ -237,6 +237,23 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
         distributed.shutdown()
 
 
+def describe_run(out, metrics: dict) -> str:
+    """The closing lines of ``hac-train``: the result, the best epoch or fold, and where everything is."""
+    out = Path(out)
+    if metrics.get("summary"):  # k folds
+        acc, f1 = metrics["summary"]["accuracy"], metrics["summary"]["macro_f1"]
+        head = (f"{metrics['protocol']}: accuracy {acc['mean']:.3f} ± {acc['std']:.3f}, macro F1 "
+                f"{f1['mean']:.3f} ± {f1['std']:.3f}; best {metrics['best_fold']}")
+    else:
+        head = (f"{metrics.get('split', 'split')}: accuracy {metrics['accuracy']:.3f}, macro F1 "
+                f"{metrics['macro_f1']:.3f} on {metrics.get('val_clips', '?')} validation clips; best epoch "
+                f"{metrics.get('best_epoch')}")
+    skipped = (metrics.get("skipped") or {}).get("count")
+    tail = f"; {skipped} clip(s) skipped, see {out / 'skipped-clips.json'}" if skipped else ""
+    return (f"{head}{tail}\ncheckpoint {out / 'ckpt.pt'} (export: hac-export {out / 'ckpt.pt'}); "
+            f"metrics {out / 'metrics.json'}; plots {out / 'plots'}")
+
+
 def _summarize(out: Path, fold_results, classes, skipped, settings, rec) -> dict:
     """RUN/metrics.json: one split as is; several folds → per-fold, mean ± std, pooled predictions, best fold's ckpt."""
     if len(fold_results) == 1:

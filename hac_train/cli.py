@@ -64,9 +64,11 @@ def train_command(data, out, dataset, backbone, image_size, k, epochs, folds, pr
 
         run_ablation(data, out, **kw)
     else:
-        from hac_train.api import train
+        from hac_train.api import describe_run, train
 
-        train(data, out, attention=attention, temporal=temporal, **kw)
+        metrics = train(data, out, attention=attention, temporal=temporal, **kw)
+        if metrics is not None:  # None: stopped early as asked (--stop-after), resumable
+            click.echo(describe_run(out, metrics))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -108,8 +110,10 @@ def synth_command(out, clips, seed, frames, size, fmt, quiet):
     from hac_train.api import synth
 
     s = synth(out, clips=clips, seed=seed, frames=frames, size=size, fmt=fmt, progress=not quiet)
-    ids = ", ".join(f"{i} ({sp})" for i, sp in s["identities"].items())
-    click.echo(f"{s['clips']} synthetic clips, identities {ids} -> {s['out']} (manifest.csv)")
+    held = [i for i, sp in s["identities"].items() if sp == "test"]
+    click.echo(f"{s['clips']} synthetic clips of {', '.join(s['identities'])} -> {s['out']} (manifest.csv; its split "
+               f"column holds out {', '.join(held) or 'nobody'}: hac-train --protocol official uses it, the default "
+               f"k-fold protocol makes its own subject-independent splits and names who it holds out)")
 
 
 train_main = click_main(train_command, "hac-train")

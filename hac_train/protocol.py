@@ -88,6 +88,12 @@ def official_split(splits_of_samples) -> list[Split]:
 
 
 def describe(split: Split, labels, groups=None) -> str:
-    g = "" if groups is None or any(x is None for x in groups) else \
-        f", {len({groups[i] for i in split.train})}/{len({groups[i] for i in split.val})} subjects"
+    """``split: 24 train / 4 val clips, 3/1 subjects (held out: hopper)`` (names when at most six are held out)."""
+    if groups is None or any(x is None for x in groups):
+        g = ""
+    else:
+        held = sorted({str(groups[i]) for i in split.val})
+        g = f", {len({groups[i] for i in split.train})}/{len(held)} subjects"
+        if len(held) <= 6:
+            g += f" (held out: {', '.join(held)})"
     return f"{split.name}: {len(split.train)} train / {len(split.val)} val clips{g}"

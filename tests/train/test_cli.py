@@ -89,8 +89,14 @@ def test_no_face_clip_is_skipped_and_counted(tmp_path, faces):  # noqa: F811
 
 @pytest.mark.slow
 def test_eval_writes_metrics_plots_and_explanations(easy_set, tmp_path):
-    rc, _, err = run_cli("hac-train", easy_set, "--out", tmp_path / "r", *TINY_ARGS, "--epochs", "1")
+    rc, out, err = run_cli("hac-train", easy_set, "--out", tmp_path / "r", *TINY_ARGS, "--epochs", "1")
     assert rc == 0, err
+    # issue 16: training ends with its result and where everything is, --quiet included
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    result, where = out.strip().splitlines()[-2:]
+    assert result.startswith(f"split: accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}") and \
+        f"best epoch {m['best_epoch']}" in result, out
+    assert where.startswith(f"checkpoint {tmp_path / 'r' / 'ckpt.pt'}") and "metrics.json" in where, out
     rc, out, err = run_cli("hac-eval", tmp_path / "r" / "ckpt.pt", easy_set, "--out", tmp_path / "e", "--explain", "2",
                            "--quiet")
     assert rc == 0, err
@@ -128,3 +134,21 @@ def test_a_truncated_video_is_one_warning_line_not_ffmpeg_chatter(tmp_path, face
     assert "the video is truncated or damaged" in err
     for chatter in ("[OPENCV", "FFMPEG", "[ WARN", "[mjpeg", "Packet corrupt", "note:"):
         assert chatter not in out and chatter not in err, (out, err)
+
+
+@pytest.mark.slow
+def test_synth_and_train_say_the_held_out_identity_consistently(tmp_path):
+    """Issue 16: hac-synth said "obama (test)" while hac-train --folds 1 held out hopper, without saying so."""
+    import csv
+
+    rc, out, err = run_cli("hac-synth", "--out", tmp_path / "S", "--clips", "14", "--frames", "6")
+    assert rc == 0, err
+    rows = list(csv.DictReader(open(tmp_path / "S" / "manifest.csv")))
+    test_ids = sorted({r["subject"] for r in rows if r["split"] == "test"})
+    assert f"holds out {', '.join(test_ids)}: hac-train --protocol official uses it" in out, out
+    args = [a for a in TINY_ARGS if a != "--quiet"]
+    rc, out, err = run_cli("hac-train", tmp_path / "S", "--out", tmp_path / "r", *args, "--epochs", "1",
+                           "--protocol", "official")
+    assert rc == 0, err
+    said = " ".join((out + err).split())
+    assert f"(held out: {', '.join(test_ids)})" in said, said
