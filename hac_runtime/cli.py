@@ -65,8 +65,9 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
               help="Stream URLs: seconds to wait for the server to open the stream and for each read; "
                    "a Triton server: seconds per request.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines (there are none when stderr is not a terminal).")
 def run_cmd(sources, model, engine, precision, device, out, video_out, policy, window, stride, detect_every, detector,
-            max_batch, cuda_graph, timeout):
+            max_batch, cuda_graph, timeout, quiet):
     """Classify facial expressions per face track in videos, frame folders, image lists (.txt, one path per
     line), images, cameras (0, 1…) or URLs.
 
@@ -78,7 +79,8 @@ def run_cmd(sources, model, engine, precision, device, out, video_out, policy, w
 
     summary = run_sources(list(sources), model, engine=engine, device=device, precision=precision, out=out, video_out=video_out,
                           policy=policy, detect_every=detect_every, detector=detector, window=window,
-                          stride=stride, max_batch=max_batch, cuda_graph=cuda_graph, timeout=timeout)
+                          stride=stride, max_batch=max_batch, cuda_graph=cuda_graph, timeout=timeout,
+                          progress=not quiet)
     click.echo(f"hac-run: {summary.results} result(s) from {summary.sources_ok} source(s)"
                + (f", {summary.sources_failed} failed" if summary.sources_failed else ""), err=True)
     if summary.failure():

@@ -126,6 +126,10 @@ class SourceReport:
     warnings: list[str] = field(default_factory=list)
     boxes: dict = field(default_factory=dict)  # frame → [(track, box)], kept only for annotated video
     reading: bool = False  # the source opened and its frames are being read
+    fps: float | None = None  # the source's frame rate, once open (real-time factor)
+    frame_count: int | None = None  # frames it announces, once open (files)
+    started: float | None = None  # time.monotonic() when its frames began, and when they ended
+    ended: float | None = None
     running: list = field(default_factory=list)  # track policy + annotated video: the sliding-window decisions
     unclassified: int = 0  # clips of batches the engine could not run (BatchFailed)
     unclassified_reason: str | None = None
@@ -237,7 +241,8 @@ class Pipeline:
                     if buf is not None:
                         emit(policy.on_close(report.name, t.id, buf))
 
-            report.reading = True
+            report.fps, report.frame_count = src.fps, getattr(src, "frame_count", None)
+            report.reading, report.started = True, time.monotonic()
             frames = Prefetch(src, 4, lambda: stop.is_set() or self._drain.is_set(), stage.seconds)
             try:
                 report.seconds = stage.seconds
@@ -265,6 +270,7 @@ class Pipeline:
                             rbuf.append(face)
                             emit(running.on_face(report.name, f.track, rbuf), for_drawing=True)
             finally:
+                report.ended = time.monotonic()
                 if frames.close():  # the decoder thread has ended: the source can be released
                     src.close()
             close(stage.finish())

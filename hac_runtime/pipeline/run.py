@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hac_runtime.atomic import check_output_file
 from hac_runtime.errors import HacError
+from hac_runtime.pipeline.progress import RunProgress
 from hac_runtime.pipeline.output import JsonLinesWriter, annotate_video
 from hac_runtime.pipeline.pipeline import Pipeline
 
@@ -67,9 +68,10 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
                 out=None, video_out=None,
                 policy: str | None = None, detect_every: int = 5, detector: str | None = None,
                 window: float = 2.0, stride: float = 1.0, max_batch: int = 8, cuda_graph: bool = False,
-                timeout: float | None = None, log=None) -> RunSummary:
+                timeout: float | None = None, log=None, progress: bool = True) -> RunSummary:
     """Classify every face track in ``sources`` with ``model`` (an exported artifact or an export folder);
-    results to ``out`` (stdout if None). Ctrl-C finishes the clips in flight, then raises KeyboardInterrupt."""
+    results to ``out`` (stdout if None). Ctrl-C finishes the clips in flight, then raises KeyboardInterrupt.
+    ``progress``: a line per source on a terminal (``pipeline.progress``); never when stderr is not one."""
     sources = [str(s) for s in sources]
     if not sources:
         raise HacError("no source given")
@@ -92,7 +94,7 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
         f"{pipe.engine.precision}, k={pipe.k}, {pipe.size}px, clip policy {policy}")
     commit = False
     try:
-        with drain_on_sigint(pipe, log):
+        with drain_on_sigint(pipe, log), RunProgress(pipe, enabled=progress):
             for r in pipe.run(sources):
                 writer.write(r)
                 count += 1

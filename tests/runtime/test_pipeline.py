@@ -289,3 +289,35 @@ def test_a_decision_is_never_painted_before_it_was_made():
     later = {"track": 0, "frame_start": 5, "frame_end": 20, "label": "b"}
     got = [(_label_at([early, later], 0, f) or {}).get("label") for f in (4, 10, 15, 20, 30)]
     assert got == [None, "a", "a", "b", "b"]
+
+
+def test_progress_line_per_source_on_a_terminal_and_none_otherwise(artifacts, two_faces, tmp_path):
+    """Issue 16: hac-run printed no progress and no real-time factor. On a terminal (a pty here): a line per
+    source with frames/s and the real-time factor; piped: nothing but the usual lines."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hac_run = str(Path(sys.executable).with_name("hac-run"))
+    args = [hac_run, str(two_faces), str(two_faces), "--model", str(artifacts / "hac.onnx"), "--engine", "ort",
+            "--out", str(tmp_path / "r.jsonl")]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=slave, env={**os.environ, "COLUMNS": "200"})
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=300) == 0
+    text = seen.decode(errors="replace")
+    assert "two.avi: 30/30 frames" in text and "frames/s" in text and "× real time" in text, text
+    piped = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0 and "frames/s" not in piped.stderr, piped.stderr
