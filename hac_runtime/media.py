@@ -85,6 +85,20 @@ def image_files(folder) -> list[Path]:
                   key=lambda p: natural_key(p.name))
 
 
+_NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+def is_frame_sequence(files: list[Path]) -> bool:
+    """The rule that tells a folder of frames from a folder of photos: every file name (without its
+    extension) is one shared prefix followed by a number — ``00012.png``, ``frame012.jpg``,
+    ``S005_001_00000012.png`` — or there is a single image. Anything else (``beach.jpg``, ``party.jpg``)
+    is a folder of separate photos."""
+    if len(files) <= 1:
+        return True
+    matches = [_NUMBERED.match(f.stem) for f in files]
+    return all(matches) and len({m.group(1) for m in matches}) == 1
+
+
 class FrameSource:
     """Iterable of ``(frame_index, bgr uint8)``; ``name``, ``fps`` and ``frame_count`` (None when unknown),
     ``warnings`` (lines about frames that could not be read)."""
@@ -100,6 +114,10 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         raise NotImplementedError
+
+    def file_of(self, index: int) -> str | None:
+        """The file a frame came from (frame folders, image lists, images); None for videos and streams."""
+        return None
 
     def close(self) -> None:
         pass
@@ -128,6 +146,9 @@ class ImageSource(FrameSource):
 
     def __iter__(self):
         yield 0, self._img
+
+    def file_of(self, index: int) -> str | None:
+        return Path(self.path).name
 
 
 def read_image_list(path: Path) -> list[Path]:
@@ -158,6 +179,9 @@ class FolderSource(FrameSource):
             raise HacError(f"{path}: none of its {len(files)} image files can be read" if self.kind == "folder" else
                            f"{path}: none of the {len(files)} images it lists can be read "
                            f"(a {path.suffix} source is a list of image paths, one per line)")
+
+    def file_of(self, index: int) -> str | None:
+        return self.files[index].name if 0 <= index < len(self.files) else None
 
     def __iter__(self):
         start, img = self._first

@@ -15,8 +15,10 @@ parent): they never write into OUT after it.
 
 Clip names come from the input paths: the file or folder name, with as many
 parent folders as needed to tell inputs apart; a source already prepared in OUT
-keeps its name. A folder holding images is one clip (a frame sequence); a
-folder without images is searched for videos and image folders (a dataset tree).
+keeps its name. A folder holding images is one clip when its names are a
+frame sequence (one prefix + a number: ``00012.png``, ``frame012.jpg``); a folder
+of other photos gives one clip per photo (``media.is_frame_sequence``). A folder
+without images is searched for videos and image folders (a dataset tree).
 
 Clips run in parallel worker processes (spawned, so scripts calling ``prepare``
 need the usual ``if __name__ == "__main__":`` guard) when there are enough frames
@@ -39,7 +41,8 @@ import numpy as np
 from hac_runtime.atomic import atomic_path, check_output_dir
 from hac_runtime.errors import HacError, HacFailure, program
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR
-from hac_runtime.media import LIST_EXTS, VIDEO_EXTS, image_files, natural_key, open_source, read_image_list
+from hac_runtime.media import (LIST_EXTS, VIDEO_EXTS, image_files, is_frame_sequence, natural_key, open_source,
+                               read_image_list)
 
 FORMAT = "hac-prepare/1"
 MARKER = ".done.json"
@@ -188,10 +191,13 @@ def remove_stale_partials(out: Path) -> int:
     return n
 
 
-def face_record(clip: str, ff) -> dict:
-    """One ``faces.jsonl`` line for a ``FaceFrame``."""
-    return {"clip": clip, "frame": int(ff.frame), "box": list(ff.box) if ff.ok else None,
-            "landmarks": np.round(ff.landmarks.astype(np.float64), 1).tolist() if ff.ok else None, "ok": bool(ff.ok)}
+def face_record(clip: str, ff, file: str | None = None) -> dict:
+    """One ``faces.jsonl`` line for a ``FaceFrame`` (``file``: the image it came from, where there is one)."""
+    rec = {"clip": clip, "frame": int(ff.frame), "box": list(ff.box) if ff.ok else None,
+           "landmarks": np.round(ff.landmarks.astype(np.float64), 1).tolist() if ff.ok else None, "ok": bool(ff.ok)}
+    if file is not None:
+        rec["file"] = file
+    return rec
 
 
 def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=None) -> ClipSummary:
@@ -223,7 +229,7 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
                         raise HacFailure(f"{png}: cannot write the aligned face")
                     summary.faces += 1
                 summary.frames += 1
-                jl.write(json.dumps(face_record(name, ff)) + "\n")
+                jl.write(json.dumps(face_record(name, ff, src.file_of(ff.frame))) + "\n")
                 pending += 1
                 if on_frames and pending >= 8:
                     on_frames(pending)
@@ -256,8 +262,11 @@ def _commit(tmp: Path, out_dir: Path) -> None:
 
 
 # ---- inputs → named clips ------------------------------------------------------------------------------------------
-def collect_clips(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Clip sources from the inputs (files; image folders; dataset trees searched), and ``(input, reason)`` failures."""
+def collect_clips(inputs, folders_are_clips: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Clip sources from the inputs (files; image folders; dataset trees searched), and ``(input, reason)`` failures.
+
+    A folder of images is one clip when it is a frame sequence (``media.is_frame_sequence``), else each
+    photo is a clip of its own; ``folders_are_clips``: every image folder is one clip (a dataset's clips)."""
     clips, failed, seen = [], [], set()
 
     def add(p: Path):
@@ -265,6 +274,13 @@ def collect_clips(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
         if key not in seen:
             seen.add(key)
             clips.append(p)
+
+    def add_folder(p: Path, files: list[Path]):
+        if folders_are_clips or is_frame_sequence(files):
+            add(p)
+        else:
+            for f in files:
+                add(f)
 
     for inp in inputs:
         p = Path(inp)
@@ -274,14 +290,17 @@ def collect_clips(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
             add(p)
         elif not p.is_dir():
             failed.append((str(inp), f"{inp}: not a regular file or folder"))
-        elif image_files(p):
-            add(p)
+        elif files := image_files(p):
+            add_folder(p, files)
         else:
             found = _search(p)
             if not found:
                 failed.append((str(inp), f"{inp}: no images or videos found in this folder"))
             for f in found:
-                add(f)
+                if f.is_dir():
+                    add_folder(f, image_files(f))
+                else:
+                    add(f)
     return clips, failed
 
 
@@ -464,7 +483,8 @@ def auto_workers(sources) -> int:
 
 
 def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "sequence", size: int = 224,
-            workers: int | None = None, progress: bool = True, detect_every: int = 1) -> PrepareSummary:
+            workers: int | None = None, progress: bool = True, detect_every: int = 1,
+            folders_are_clips: bool = False) -> PrepareSummary:
     """Prepare every clip of ``inputs`` into ``out`` (see the module doc); HacError when nothing could be used."""
     from hac_runtime.faces import ALIGNERS, DETECTORS
 
@@ -482,7 +502,7 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
     t0 = time.perf_counter()
     options = {"detector": detector, "aligner": aligner, "size": size, "detect_every": detect_every}
     settings = _settings(options)
-    sources, failed = collect_clips(inputs)
+    sources, failed = collect_clips(inputs, folders_are_clips)
     names = clip_names(sources, existing_clips(out))
     summary = PrepareSummary(out, failed=failed)
     results: dict[str, ClipSummary] = {}

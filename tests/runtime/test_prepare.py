@@ -1,5 +1,6 @@
 """hac-prepare on real videos, frame folders and photos: outputs, gaps, resume, parallel, names, bad input."""
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -54,7 +55,11 @@ def test_prepare_writes_faces_and_jsonl_per_contract(inputs, tmp_path):
     face = cv2.imread(str(out / "talk" / "00005.png"))
     assert face.shape == (112, 112, 3)
     lines = read_jsonl(out / "faces.jsonl")
-    assert len(lines) == 13 and all(set(r) == {"clip", "frame", "box", "landmarks", "ok"} for r in lines)
+    assert len(lines) == 13
+    for r in lines:  # frames of a folder or an image name the file they came from (issue 16)
+        assert set(r) == {"clip", "frame", "box", "landmarks", "ok"} | ({"file"} if r["clip"] != "talk" else set())
+    assert [r["file"] for r in lines if r["clip"] == "S005_001"] == [f"frame{i:03d}.png" for i in range(4)]
+    assert [r["file"] for r in lines if r["clip"] == "biden"] == ["biden.png"]
     talk = [r for r in lines if r["clip"] == "talk"]
     assert [r["frame"] for r in talk] == list(range(8))
     assert [r["ok"] for r in talk] == [True, True, True, False, False, True, True, True]
@@ -177,3 +182,24 @@ def test_a_truncated_video_is_prepared_with_a_warning(tmp_path, astronaut, capsy
     assert code == 0 and "of 10 frames; the video is truncated or damaged" in out
     lines = read_jsonl(tmp_path / "o" / "faces.jsonl")
     assert 3 <= len(lines) < 10 and [r["frame"] for r in lines] == list(range(len(lines)))
+
+
+def test_a_folder_of_separate_photos_is_one_clip_per_photo(tmp_path, photos, capsys):
+    """Issue 16: a folder of unrelated photos became one clip. The rule (media.is_frame_sequence): names that
+    are one prefix plus a number are frames of one clip; other names are photos, a clip each."""
+    from hac_runtime.media import is_frame_sequence
+
+    album = tmp_path / "album"
+    album.mkdir()
+    for name, photo in (("party", "obama.jpg"), ("beach", "biden.jpg"), ("office", "obama.jpg")):
+        cv2.imwrite(str(album / f"{name}.jpg"), photos[photo])
+    s = prepare([album], tmp_path / "out", size=64, progress=False)
+    assert sorted(c.name for c in s.clips) == ["beach", "office", "party"]
+    assert all(c.faces == 1 for c in s.clips)
+    assert [r["file"] for r in read_jsonl(tmp_path / "out" / "beach" / "faces.jsonl")] == ["beach.jpg"]
+    # a dataset tree's frame folders stay clips, and a caller that knows its clips can say so
+    assert is_frame_sequence([Path("S005_001_00000001.png"), Path("S005_001_00000002.png")])
+    assert is_frame_sequence([Path("000.jpeg"), Path("001.jpeg"), Path("010.jpeg")])
+    assert not is_frame_sequence([Path("img1.png"), Path("frame2.png")])
+    s = prepare([album], tmp_path / "one", size=64, progress=False, folders_are_clips=True)
+    assert [c.name for c in s.clips] == ["album"] and s.clips[0].faces == 3
