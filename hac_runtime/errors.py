@@ -50,6 +50,16 @@ def program(default: str) -> str:
     return _PROGRAM[-1] if _PROGRAM else default
 
 
+_BLOCKED: list[str] = []
+
+
+def left_blocked(what: str) -> None:
+    """A thread was left in a blocking native read (a stalled stream after Ctrl-C). The command then exits
+    with ``os._exit`` once everything is written: a normal interpreter exit would run C++ destructors under
+    that thread (``terminate called without an active exception``, SIGABRT instead of the exit code)."""
+    _BLOCKED.append(what)
+
+
 def cli_entry(prog: str):
     """Decorate a ``main(argv)`` so HacError → ``prog: error: msg`` + its exit code, crash → one line + 1.
 
@@ -62,6 +72,13 @@ def cli_entry(prog: str):
             _PROGRAM.append(prog)
             try:
                 return guarded(*args, **kwargs)
+            except SystemExit as e:
+                if _BLOCKED:  # results and messages are out; do not unwind under a blocked native thread
+                    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+                raise
             finally:
                 _PROGRAM.pop()
 

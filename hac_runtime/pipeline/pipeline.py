@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from hac_runtime.clips import normalize
-from hac_runtime.errors import BatchFailed, HacError, HacException, one_line
+from hac_runtime.errors import BatchFailed, HacError, HacException, left_blocked, one_line
 from hac_runtime.pipeline.batcher import DynamicBatcher
 from hac_runtime.pipeline.policy import BufferedFace, ClipRequest, PerTrack, SlidingWindow
 
@@ -273,6 +273,8 @@ class Pipeline:
                 report.ended = time.monotonic()
                 if frames.close():  # the decoder thread has ended: the source can be released
                     src.close()
+                else:
+                    left_blocked(f"{report.name}: decoder")
             close(stage.finish())
             report.warnings.extend(getattr(src, "warnings", []))
             for w in report.warnings:
@@ -377,6 +379,7 @@ class Pipeline:
                 while w.is_alive():
                     w.join(timeout=0.1)
                     if self._drain.is_set() and not r.reading:
+                        left_blocked(f"{r.name}: opening")
                         break  # still opening (a stream that does not answer): nothing of it to classify
             requests.put(None)
 
