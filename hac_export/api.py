@@ -59,7 +59,7 @@ class ExportReport:
     def path(self, fmt: str, precision: str = "fp32") -> Path:
         """The artifact of ``fmt`` in ``precision`` (a package such as ``triton``: its folder)."""
         return next(a["path"] for a in self.artifacts if a["format"] == fmt
-                    and (a["precision"] == precision or FORMATS[fmt].packs))
+                    and (a["precision"] == precision or (fmt in FORMATS and FORMATS[fmt].packs)))
 
 
 class _Steps:

@@ -50,14 +50,14 @@ def program(default: str) -> str:
     return _PROGRAM[-1] if _PROGRAM else default
 
 
-_BLOCKED: list[str] = []
+_BLOCKED: list = []
 
 
-def left_blocked(what: str) -> None:
+def left_blocked(thread) -> None:
     """A thread was left in a blocking native read (a stalled stream after Ctrl-C). The command then exits
     with ``os._exit`` once everything is written: a normal interpreter exit would run C++ destructors under
     that thread (``terminate called without an active exception``, SIGABRT instead of the exit code)."""
-    _BLOCKED.append(what)
+    _BLOCKED.append(thread)
 
 
 def cli_entry(prog: str):
@@ -70,10 +70,11 @@ def cli_entry(prog: str):
         @functools.wraps(fn)
         def main(*args, **kwargs):
             _PROGRAM.append(prog)
+            _BLOCKED.clear()
             try:
                 return guarded(*args, **kwargs)
             except SystemExit as e:
-                if _BLOCKED:  # results and messages are out; do not unwind under a blocked native thread
+                if any(t.is_alive() for t in _BLOCKED):  # results and messages are out; do not unwind under a blocked native thread
                     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
                     sys.stdout.flush()
                     sys.stderr.flush()

@@ -86,17 +86,22 @@ def image_files(folder) -> list[Path]:
 
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
+#: what cameras and phones name photos: numbered, yet separate pictures, not frames
+_CAMERA_PREFIXES = re.compile(r"^(img|dsc|dscn|dscf|dcim|pxl|mvimg|photo|picture|image|pic|p)[_-]?\d*[_-]?$",
+                              re.IGNORECASE)
 
 
 def is_frame_sequence(files: list[Path]) -> bool:
     """The rule that tells a folder of frames from a folder of photos: every file name (without its
     extension) is one shared prefix followed by a number — ``00012.png``, ``frame012.jpg``,
-    ``S005_001_00000012.png`` — or there is a single image. Anything else (``beach.jpg``, ``party.jpg``)
-    is a folder of separate photos."""
+    ``S005_001_00000012.png`` — or there is a single image. Anything else (``beach.jpg``, ``party.jpg``),
+    and cameras' numbered names (``IMG_1234.JPG``, ``DSC_0001.jpg``, ``PXL_…``), is a folder of photos."""
     if len(files) <= 1:
         return True
     matches = [_NUMBERED.match(f.stem) for f in files]
-    return all(matches) and len({m.group(1) for m in matches}) == 1
+    if not all(matches) or len({m.group(1) for m in matches}) != 1:
+        return False
+    return not _CAMERA_PREFIXES.match(matches[0].group(1))  # IMG_1234.JPG, DSC_0001.jpg: photos
 
 
 class FrameSource:
@@ -181,7 +186,16 @@ class FolderSource(FrameSource):
                            f"(a {path.suffix} source is a list of image paths, one per line)")
 
     def file_of(self, index: int) -> str | None:
-        return self.files[index].name if 0 <= index < len(self.files) else None
+        """The frame's file: its name in a folder; in an image list, its path as the list gives it."""
+        if not 0 <= index < len(self.files):
+            return None
+        f = self.files[index]
+        if self.kind == "list":
+            try:
+                return f.relative_to(Path(self.path).parent).as_posix()
+            except ValueError:
+                return str(f)
+        return f.name
 
     def __iter__(self):
         start, img = self._first

@@ -67,14 +67,32 @@ BOX_BGR = (0, 200, 255)  #: face boxes, label backgrounds and bars
 H264_SUFFIXES = (".mp4", ".mov", ".mkv")  #: written as H.264 (yuv420p) through PyAV: plays in browsers
 
 
+class Decisions:
+    """The decision shown at a frame for a track: the latest result already made by then (its clip ended at
+    or before that frame), else None — a decision is never painted before it was made. Results are indexed
+    per track by ``frame_end`` (bisect), and at equal ends a later-listed result wins."""
+
+    def __init__(self, results: list[dict]):
+        import bisect
+
+        self._bisect = bisect.bisect_right
+        by_track: dict[int, list] = {}
+        for order, r in enumerate(results):
+            by_track.setdefault(r["track"], []).append((r["frame_end"], order, r))
+        self._ends = {t: [e for e, _, _ in sorted(v, key=lambda x: x[:2])] for t, v in by_track.items()}
+        self._results = {t: [r for _, _, r in sorted(v, key=lambda x: x[:2])] for t, v in by_track.items()}
+
+    def at(self, track: int, frame: int) -> dict | None:
+        ends = self._ends.get(track)
+        if not ends:
+            return None
+        i = self._bisect(ends, frame)
+        return self._results[track][i - 1] if i else None
+
+
 def _label_at(results: list[dict], track: int, frame: int) -> dict | None:
-    """The decision shown at ``frame`` for ``track``: the latest result already made by then (its clip
-    ended at or before ``frame``), else None — a decision is never painted before it was made."""
-    best = None
-    for r in results:
-        if r["track"] == track and r["frame_end"] <= frame and (best is None or r["frame_end"] >= best["frame_end"]):
-            best = r
-    return best
+    """``Decisions(results).at(track, frame)`` for one lookup."""
+    return Decisions(results).at(track, frame)
 
 
 def _text(frame, text: str, org, scale: float, fg=(0, 0, 0), bg=BOX_BGR) -> tuple[int, int]:
@@ -192,6 +210,7 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
         raise HacError(f"{out_path}: annotated video must be .mp4, .avi, .mov or .mkv")
     src = open_source(source)
     fps = src.fps or fps or 25.0
+    decisions = Decisions(results)
     writer, written = None, 0
     with atomic_path(out_path) as tmp:
         tmp_video = tmp.with_suffix(out_path.suffix)
@@ -203,7 +222,7 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
                         h, w = frame.shape[:2]
                         writer = (_H264Writer if suffix in H264_SUFFIXES else _OpenCvWriter)(tmp_video, fps, w, h)
                     for track, box in boxes.get(index, []):
-                        draw_face(frame, track, box, _label_at(results, track, index))
+                        draw_face(frame, track, box, decisions.at(track, index))
                     writer.write(frame)
                     written += 1
             except HacError:

@@ -48,7 +48,10 @@ class Prefetch:
     whether the source can be released safely (a read blocked in the decoder is left to its timeout).
     """
 
-    def __init__(self, iterable, size: int, cancelled, seconds: dict | None = None):
+    def __init__(self, iterable, size: int, cancelled, seconds: dict | None = None, release=None):
+        self._release = release  #: closes the source; called by the decoder thread itself if ``close`` gave up on it
+        self._lock = threading.Lock()
+        self._ended = self._abandoned = False
         self._q: queue.Queue = queue.Queue(maxsize=size)
         self._error: list[BaseException] = []
         self._halt = threading.Event()
@@ -87,10 +90,17 @@ class Prefetch:
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             self._error.append(e)
         finally:
-            try:
-                self._q.put(_DONE, timeout=1.0)
-            except queue.Full:
-                pass  # nobody is reading any more (closed early)
+            while not self._stopping():  # the end marker (a slow consumer may hold the queue full for long)
+                try:
+                    self._q.put(_DONE, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            with self._lock:
+                self._ended = True
+                abandoned = self._abandoned
+            if abandoned and self._release is not None:
+                self._release()  # close() gave up waiting for this read: the source is released here
 
     def __iter__(self):
         while True:
@@ -98,6 +108,10 @@ class Prefetch:
                 item = self._q.get(timeout=0.1)
             except queue.Empty:
                 if self._cancelled():
+                    return
+                if not self._thread.is_alive() and self._q.empty():  # ended without its marker
+                    if self._error:
+                        raise self._error[0]
                     return
                 continue
             if item is _DONE:
@@ -109,7 +123,12 @@ class Prefetch:
     def close(self) -> bool:
         self._halt.set()
         self._thread.join(timeout=2.0)  # at most one frame's decode in flight, unless a read is blocked
-        return not self._thread.is_alive()
+        with self._lock:
+            if self._ended:
+                return True
+            self._abandoned = True  # the thread releases the source when its read returns
+        left_blocked(self._thread)
+        return False
 
 
 def _print_error(name: str, msg: str) -> None:
@@ -243,7 +262,7 @@ class Pipeline:
 
             report.fps, report.frame_count = src.fps, getattr(src, "frame_count", None)
             report.reading, report.started = True, time.monotonic()
-            frames = Prefetch(src, 4, lambda: stop.is_set() or self._drain.is_set(), stage.seconds)
+            frames = Prefetch(src, 4, lambda: stop.is_set() or self._drain.is_set(), stage.seconds, release=src.close)
             try:
                 report.seconds = stage.seconds
                 for index, bgr in frames:
@@ -271,10 +290,8 @@ class Pipeline:
                             emit(running.on_face(report.name, f.track, rbuf), for_drawing=True)
             finally:
                 report.ended = time.monotonic()
-                if frames.close():  # the decoder thread has ended: the source can be released
+                if frames.close():  # the decoder thread has ended: the source can be released (else it does)
                     src.close()
-                else:
-                    left_blocked(f"{report.name}: decoder")
             close(stage.finish())
             report.warnings.extend(getattr(src, "warnings", []))
             for w in report.warnings:
@@ -379,7 +396,7 @@ class Pipeline:
                 while w.is_alive():
                     w.join(timeout=0.1)
                     if self._drain.is_set() and not r.reading:
-                        left_blocked(f"{r.name}: opening")
+                        left_blocked(w)
                         break  # still opening (a stream that does not answer): nothing of it to classify
             requests.put(None)
 

@@ -116,8 +116,8 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
     reports = pipe.reports
     if video_out is not None:
         for i, (src, rep, path) in enumerate(zip(sources, reports, video_out_paths(video_out, sources))):
-            if rep.error is None:  # track policy: the running (sliding-window) decisions too
-                drawn = [r for r in results if r["source_index"] == i] + (rep.running if policy == "track" else [])
+            if rep.error is None:  # track policy: the running (sliding-window) decisions too; the final wins ties
+                drawn = (rep.running if policy == "track" else []) + [r for r in results if r["source_index"] == i]
                 annotate_video(src, path, rep.boxes, drawn)
                 log(f"hac-run: annotated video {path}")
     for src, rep in zip(sources, reports):

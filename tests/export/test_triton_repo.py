@@ -98,3 +98,18 @@ def test_triton_option_refusals(tiny_ckpt, tmp_path, capsys, argv, words):
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and err.startswith("hac-export: error: ") and "\n" not in err and words in err, err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize("url, words", [
+    ("http://127.0.0.1:99999/m", "port 99999 is out of range"),
+    ("grpc://127.0.0.1:0/m", "port 0 is out of range"),
+    ("grpc://127.0.0.1:8001", "not a Triton model address"),
+    ("tcp://127.0.0.1:8001/m", "not a Triton model address"),
+])
+def test_bad_server_addresses_refused_in_one_line(url, words):
+    from hac_runtime.engines.triton.loader import parse_url
+    from hac_runtime.errors import HacError
+
+    with pytest.raises(HacError, match=words):
+        parse_url(url)
+    assert parse_url("grpc://h/m").port == 8001 and parse_url("http://h/m/2").version == "2"

@@ -289,6 +289,9 @@ def test_a_decision_is_never_painted_before_it_was_made():
     later = {"track": 0, "frame_start": 5, "frame_end": 20, "label": "b"}
     got = [(_label_at([early, later], 0, f) or {}).get("label") for f in (4, 10, 15, 20, 30)]
     assert got == [None, "a", "a", "b", "b"]
+    final = {"track": 0, "frame_start": 0, "frame_end": 20, "label": "final"}  # listed last: wins the tie
+    assert _label_at([early, later, final], 0, 25)["label"] == "final"
+    assert _label_at([early, later, final], 1, 25) is None
 
 
 def test_progress_line_per_source_on_a_terminal_and_none_otherwise(artifacts, two_faces, tmp_path):
@@ -321,3 +324,39 @@ def test_progress_line_per_source_on_a_terminal_and_none_otherwise(artifacts, tw
     assert "two.avi: 30/30 frames" in text and "frames/s" in text and "× real time" in text, text
     piped = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0 and "frames/s" not in piped.stderr, piped.stderr
+
+
+def test_prefetch_ends_under_a_slow_consumer_and_releases_an_abandoned_source():
+    """Review: the end marker was dropped after 1 s of a full queue and the consumer waited for ever; a source
+    whose read was still blocked when the pipeline gave up was never released."""
+    import threading
+    import time
+
+    from hac_runtime.pipeline.pipeline import Prefetch
+
+    got, done = [], threading.Event()
+
+    def consume():
+        for item in Prefetch(iter(range(3)), 1, lambda: False):
+            time.sleep(1.2)  # longer than the old 1 s the marker waited for
+            got.append(item)
+        done.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    assert done.wait(60) and got == [0, 1, 2]
+
+    gate, released, cancelled = threading.Event(), threading.Event(), threading.Event()
+
+    def blocked():
+        yield 0
+        gate.wait(60)  # a read that does not return (a stalled stream)
+        yield 1
+
+    pre = Prefetch(blocked(), 2, cancelled.is_set, release=released.set)
+    it = iter(pre)
+    assert next(it) == 0
+    cancelled.set()
+    assert list(it) == []  # cancelled: iteration ends although the read is blocked
+    assert pre.close() is False and not released.is_set()  # not released under the blocked read
+    gate.set()
+    assert released.wait(30)  # the decoder thread released it once its read returned

@@ -201,5 +201,7 @@ def test_a_folder_of_separate_photos_is_one_clip_per_photo(tmp_path, photos, cap
     assert is_frame_sequence([Path("S005_001_00000001.png"), Path("S005_001_00000002.png")])
     assert is_frame_sequence([Path("000.jpeg"), Path("001.jpeg"), Path("010.jpeg")])
     assert not is_frame_sequence([Path("img1.png"), Path("frame2.png")])
+    assert not is_frame_sequence([Path("IMG_1234.JPG"), Path("IMG_1240.JPG")])  # a camera's photos
+    assert not is_frame_sequence([Path("DSC_0001.jpg"), Path("DSC_0002.jpg")])
     s = prepare([album], tmp_path / "one", size=64, progress=False, folders_are_clips=True)
     assert [c.name for c in s.clips] == ["album"] and s.clips[0].faces == 3

@@ -45,7 +45,10 @@ def parse_url(url: str) -> ServerModel:
     if not m:
         raise HacError(f"{url}: not a Triton model address (expected grpc://HOST:PORT/MODEL or http://HOST:PORT/MODEL)")
     protocol, host, port, model, version = m.groups()
-    return ServerModel(protocol, host, int(port) if port else PROTOCOLS[protocol], model, version or "")
+    port = int(port) if port else PROTOCOLS[protocol]
+    if not 1 <= port <= 65535:
+        raise HacError(f"{url}: port {port} is out of range (1-65535)")
+    return ServerModel(protocol, host, port, model, version or "")
 
 
 def client_module(protocol: str):
@@ -81,6 +84,22 @@ def connect(where: ServerModel, timeout: float):
     """An open client to a live server on which ``where.model`` is ready; else a one-line HacError."""
     client = open_client(where, timeout)
     try:
+        _check_ready(client, where, timeout)
+    except BaseException:
+        close_client(client)
+        raise
+    return client
+
+
+def close_client(client) -> None:
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection, or one of another thread
+        pass
+
+
+def _check_ready(client, where: ServerModel, timeout: float) -> None:
+    try:
         live = client.is_server_live(**_timeout(where, timeout))
     except Exception as e:  # noqa: BLE001 - tritonclient raises its own and the transport's errors
         raise HacError(f"{where}: no Triton server answers at {where.address} within {timeout:g} s ({reason(e)})") from None
@@ -99,7 +118,6 @@ def connect(where: ServerModel, timeout: float):
             names = []
         serves = f"it serves: {', '.join(names)}" if names else "it lists no ready model"
         raise HacError(f"{where}: the server has no model {where.model!r} ready ({serves})")
-    return client
 
 
 def _timeout(where: ServerModel, timeout: float) -> dict:
@@ -156,7 +174,8 @@ def _check_metadata(where: ServerModel, manifest: dict, meta: dict) -> None:
 def check_labels(client, mod, where: ServerModel, manifest: dict, timeout: float) -> None:
     """One zero clip through the server, asking for its labels (classification extension): they must be the
     manifest's classes, index by index (a model packed with another model's labels is refused)."""
-    shape = [1, *[int(d) for d in manifest["input"]["shape"][1:]]]
+    batch = max(1, int((manifest["input"].get("batch") or {}).get("min") or 1))  # an engine's profile minimum
+    shape = [batch, *[int(d) for d in manifest["input"]["shape"][1:]]]
     inp = mod.InferInput(manifest["input"]["name"], shape, "FP32")
     inp.set_data_from_numpy(np.zeros(shape, np.float32))
     n = len(manifest["classes"])

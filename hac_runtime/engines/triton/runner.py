@@ -34,11 +34,10 @@ class TritonEngine(Engine):
             check_manifest(manifest, Path(manifest.get("artifact", {}).get("file") or "model"), verify_file=False)
             loader.check_labels(self.client, self._mod, self.where, manifest, self.timeout)
         except HacError:
-            self.close()
+            loader.close_client(self.client)
             raise
         super().__init__(self.where.model, manifest, str(self.where.address))
-        self.max_batch = int(config.get("max_batch_size") or 0) or self.max_batch
-        self.min_batch = 1
+        self.max_batch = int(config.get("max_batch_size") or 0) or self.max_batch  # min: the manifest's (infer pads)
         self.platform = config.get("platform") or config.get("backend") or "?"
 
     @property
@@ -73,7 +72,4 @@ class TritonEngine(Engine):
     def close(self) -> None:
         clients, self._clients, self.client = getattr(self, "_clients", []), [], None
         for client in clients:
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection, or one of another thread
-                pass
+            loader.close_client(client)
