@@ -20,13 +20,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from hac_runtime.engines.triton.loader import MANIFEST_PARAMETER  # what the triton engine reads back
 from hac_runtime.errors import HacError
 
 BACKENDS = ("onnxruntime", "python")
 KINDS = ("gpu", "cpu")
 REPOSITORY = "triton"  #: the repository folder in the export folder
 QUEUE_DELAY_US = 2000  #: how long Triton may hold a request to fill a preferred batch
-MANIFEST_PARAMETER = "hac_manifest"
 _DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
 _MODEL_PY = Path(__file__).parent / "assets" / "triton_python_model.py"  #: data, run by the server only
 

@@ -202,6 +202,16 @@ class Engine:
                 f"device={self.device}, providers={self.providers})")
 
 
+def run_on_host(batch, run):
+    """``run`` (NumPy in → NumPy out) on ``batch``; a torch tensor goes through host memory and comes back on
+    its device (engines whose backend takes only host arrays: OpenVINO, a Triton server)."""
+    if isinstance(batch, np.ndarray):
+        return run(batch)
+    import torch
+
+    return torch.from_numpy(run(batch.detach().cpu().numpy())).to(batch.device)
+
+
 def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: dict | None = None,
                 cuda_graph: bool = False, require_passed: bool = True, precision: str | None = None) -> Engine:
     """Open ``artifact`` on ``engine`` (``auto``: the one that runs its format) and ``device``.

@@ -79,8 +79,10 @@ class Decisions:
         by_track: dict[int, list] = {}
         for order, r in enumerate(results):
             by_track.setdefault(r["track"], []).append((r["frame_end"], order, r))
-        self._ends = {t: [e for e, _, _ in sorted(v, key=lambda x: x[:2])] for t, v in by_track.items()}
-        self._results = {t: [r for _, _, r in sorted(v, key=lambda x: x[:2])] for t, v in by_track.items()}
+        for v in by_track.values():
+            v.sort(key=lambda x: x[:2])
+        self._ends = {t: [e for e, _, _ in v] for t, v in by_track.items()}
+        self._results = {t: [r for _, _, r in v] for t, v in by_track.items()}
 
     def at(self, track: int, frame: int) -> dict | None:
         ends = self._ends.get(track)
@@ -88,11 +90,6 @@ class Decisions:
             return None
         i = self._bisect(ends, frame)
         return self._results[track][i - 1] if i else None
-
-
-def _label_at(results: list[dict], track: int, frame: int) -> dict | None:
-    """``Decisions(results).at(track, frame)`` for one lookup."""
-    return Decisions(results).at(track, frame)
 
 
 def _text(frame, text: str, org, scale: float, fg=(0, 0, 0), bg=BOX_BGR) -> tuple[int, int]:

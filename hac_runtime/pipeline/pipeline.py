@@ -144,11 +144,15 @@ class SourceReport:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     boxes: dict = field(default_factory=dict)  # frame → [(track, box)], kept only for annotated video
-    reading: bool = False  # the source opened and its frames are being read
     fps: float | None = None  # the source's frame rate, once open (real-time factor)
     frame_count: int | None = None  # frames it announces, once open (files)
     started: float | None = None  # time.monotonic() when its frames began, and when they ended
     ended: float | None = None
+
+    @property
+    def reading(self) -> bool:
+        """The source opened and its frames are being read."""
+        return self.started is not None
     running: list = field(default_factory=list)  # track policy + annotated video: the sliding-window decisions
     unclassified: int = 0  # clips of batches the engine could not run (BatchFailed)
     unclassified_reason: str | None = None
@@ -253,6 +257,14 @@ class Pipeline:
                     report.clips += not for_drawing
                     requests.put(req)  # blocks when inference is behind: back-pressure
 
+            def feed(pol, bufs: dict, track: int, face: BufferedFace) -> ClipRequest | None:
+                """Add ``face`` to ``track``'s buffer of policy ``pol``; the clip it completes, if any."""
+                buf = bufs.get(track)
+                if buf is None:
+                    buf = bufs[track] = pol.new_buffer()
+                buf.append(face)
+                return pol.on_face(report.name, track, buf)
+
             def close(tracks):
                 for t in tracks:
                     running_buffers.pop(t.id, None)
@@ -261,7 +273,7 @@ class Pipeline:
                         emit(policy.on_close(report.name, t.id, buf))
 
             report.fps, report.frame_count = src.fps, getattr(src, "frame_count", None)
-            report.reading, report.started = True, time.monotonic()
+            report.started = time.monotonic()
             frames = Prefetch(src, 4, lambda: stop.is_set() or self._drain.is_set(), stage.seconds, release=src.close)
             try:
                 report.seconds = stage.seconds
@@ -277,17 +289,9 @@ class Pipeline:
                     for f in faces:
                         report.faces += 1
                         face = BufferedFace(index, t, f.aligned_rgb, f.box)
-                        buf = buffers.get(f.track)
-                        if buf is None:
-                            buf = buffers[f.track] = policy.new_buffer()
-                        buf.append(face)
-                        emit(policy.on_face(report.name, f.track, buf))
+                        emit(feed(policy, buffers, f.track, face))
                         if running is not None:
-                            rbuf = running_buffers.get(f.track)
-                            if rbuf is None:
-                                rbuf = running_buffers[f.track] = running.new_buffer()
-                            rbuf.append(face)
-                            emit(running.on_face(report.name, f.track, rbuf), for_drawing=True)
+                            emit(feed(running, running_buffers, f.track, face), for_drawing=True)
             finally:
                 report.ended = time.monotonic()
                 if frames.close():  # the decoder thread has ended: the source can be released (else it does)

@@ -283,7 +283,10 @@ def test_panel_always_inside_the_frame(box):
 
 
 def test_a_decision_is_never_painted_before_it_was_made():
-    from hac_runtime.pipeline.output import _label_at
+    from hac_runtime.pipeline.output import Decisions
+
+    def _label_at(results, track, frame):
+        return Decisions(results).at(track, frame)
 
     early = {"track": 0, "frame_start": 0, "frame_end": 10, "label": "a"}
     later = {"track": 0, "frame_start": 5, "frame_end": 20, "label": "b"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hac_runtime.engines.base import Engine, parse_device
+from hac_runtime.engines.base import Engine, parse_device, run_on_host
 from hac_runtime.engines.openvino.loader import compile_onnx
 from hac_runtime.errors import HacError
 
@@ -27,10 +27,9 @@ class OpenVinoEngine(Engine):
         return [f"openvino-cpu-{self.facts['hint']}"]
 
     def _run(self, batch):
-        if not isinstance(batch, np.ndarray):
-            import torch
+        return run_on_host(batch, self._run_host)
 
-            return torch.from_numpy(self._run(batch.detach().cpu().numpy())).to(batch.device)
+    def _run_host(self, batch: np.ndarray) -> np.ndarray:
         self.request.infer({0: np.ascontiguousarray(batch)})
         return np.array(self.request.get_output_tensor(0).data, copy=True)
 

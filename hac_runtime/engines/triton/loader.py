@@ -100,18 +100,18 @@ def close_client(client) -> None:
 
 def _check_ready(client, where: ServerModel, timeout: float) -> None:
     try:
-        live = client.is_server_live(**_timeout(where, timeout))
+        live = client.is_server_live(**timeout_options(where, timeout))
     except Exception as e:  # noqa: BLE001 - tritonclient raises its own and the transport's errors
         raise HacError(f"{where}: no Triton server answers at {where.address} within {timeout:g} s ({reason(e)})") from None
     if not live:
         raise HacError(f"{where}: the Triton server at {where.address} is not live")
     try:
-        ready = client.is_model_ready(where.model, where.version, **_timeout(where, timeout))
+        ready = client.is_model_ready(where.model, where.version, **timeout_options(where, timeout))
     except Exception as e:  # noqa: BLE001
         raise HacError(f"{where}: the server did not say whether {where.model} is ready ({reason(e)})") from None
     if not ready:
         try:
-            index = client.get_model_repository_index(**_timeout(where, timeout), **_json(where))
+            index = client.get_model_repository_index(**timeout_options(where, timeout), **_json(where))
             models = index.get("models", index) if isinstance(index, dict) else index
             names = sorted({m.get("name") for m in models if m.get("state", "READY") == "READY"})
         except Exception:  # noqa: BLE001 - only for the message
@@ -120,7 +120,8 @@ def _check_ready(client, where: ServerModel, timeout: float) -> None:
         raise HacError(f"{where}: the server has no model {where.model!r} ready ({serves})")
 
 
-def _timeout(where: ServerModel, timeout: float) -> dict:
+def timeout_options(where: ServerModel, timeout: float) -> dict:
+    """A request's time bound: gRPC per call; HTTP's is set on the client (``open_client``)."""
     return {"client_timeout": timeout} if where.protocol == "grpc" else {}
 
 
@@ -131,8 +132,8 @@ def _json(where: ServerModel) -> dict:
 def server_manifest(client, where: ServerModel, timeout: float) -> tuple[dict, dict]:
     """The HAC manifest in the model's config, and the config itself; checked against the model's metadata."""
     try:
-        config = client.get_model_config(where.model, where.version, **_timeout(where, timeout), **_json(where))
-        meta = client.get_model_metadata(where.model, where.version, **_timeout(where, timeout), **_json(where))
+        config = client.get_model_config(where.model, where.version, **timeout_options(where, timeout), **_json(where))
+        meta = client.get_model_metadata(where.model, where.version, **timeout_options(where, timeout), **_json(where))
     except Exception as e:  # noqa: BLE001
         raise HacError(f"{where}: cannot read the model's config ({reason(e)})") from None
     config = config.get("config", config)
@@ -182,7 +183,7 @@ def check_labels(client, mod, where: ServerModel, manifest: dict, timeout: float
     out = mod.InferRequestedOutput(manifest["output"]["name"], class_count=n)
     try:
         result = client.infer(where.model, [inp], model_version=where.version, outputs=[out],
-                              **_timeout(where, timeout))
+                              **timeout_options(where, timeout))
     except Exception as e:  # noqa: BLE001
         raise HacError(f"{where}: the model does not run on the server ({reason(e)})") from None
     labels = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hac_runtime.engines.base import Engine, check_manifest
+from hac_runtime.engines.base import Engine, check_manifest, run_on_host
 from hac_runtime.engines.triton import loader
 from hac_runtime.errors import BatchFailed, HacError
 
@@ -45,16 +45,15 @@ class TritonEngine(Engine):
         return [f"triton-{self.where.protocol}-{self.platform}"]
 
     def _run(self, batch):
-        if not isinstance(batch, np.ndarray):
-            import torch
+        return run_on_host(batch, self._run_host)
 
-            return torch.from_numpy(self._run(batch.detach().cpu().numpy())).to(batch.device)
+    def _run_host(self, batch: np.ndarray) -> np.ndarray:
         inp = self._mod.InferInput(self.input_name, list(batch.shape), "FP32")
         inp.set_data_from_numpy(np.ascontiguousarray(batch))
         out = self._mod.InferRequestedOutput(self.output_name)
         try:
             result = self._client().infer(self.where.model, [inp], model_version=self.where.version, outputs=[out],
-                                       **loader._timeout(self.where, self.timeout))
+                                       **loader.timeout_options(self.where, self.timeout))
         except Exception as e:  # noqa: BLE001 - the server is down, was killed, or did not answer in time
             raise BatchFailed(f"{self.where}: {loader.reason(e)}") from None
         return np.asarray(result.as_numpy(self.output_name), np.float32)
