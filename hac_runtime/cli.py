@@ -61,7 +61,8 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
               help="Run the detector every N frames, track landmarks in between.")
 @click.option("--detector", type=click.Choice(DETECTORS), default=DEFAULT_DETECTOR, show_default=True)
 @click.option("--max-batch", type=click.IntRange(1, 1024), default=8, show_default=True, help="Clips per engine call.")
-@click.option("--cuda-graph", is_flag=True, help="TensorRT: capture and replay a CUDA graph per batch bucket.")
+@click.option("--cuda-graph", is_flag=True, help="TensorRT and torch engines on a CUDA GPU: capture a CUDA graph per batch bucket at load "
+                   "and replay it (a failed capture runs plainly, said on the engine line).")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
               help="Stream URLs: seconds to wait for the server to open the stream and for each read; "
                    "a Triton server: seconds per request.")

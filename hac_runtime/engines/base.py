@@ -27,10 +27,10 @@ from hac_runtime import spec
 from hac_runtime.errors import HacError
 
 MANIFEST_SCHEMA = "hac-manifest/1"
+CUDA_GRAPH_ENGINES = ("trt", "torch")  #: engines that can replay CUDA graphs (on a CUDA device)
 ENGINES = tuple(spec.ENGINES)
 REQUIRED = ("format", "precision", "status", "artifact", "classes", "preprocess", "input", "output",
             "source_sha256", "toolkit_version")
-GPU_INSTALL = "pip install -e '.[gpu]'"
 
 
 def manifest_path(artifact) -> Path:
@@ -188,6 +188,36 @@ class Engine:
         """The backend's inference on a batch ``infer`` has already checked."""
         raise NotImplementedError
 
+    #: the torch CUDA stream the backend runs on, where it has one that events can be recorded on
+    stream = None
+    _marks = None
+    STAGES = ("h2d_ms", "compute_ms", "d2h_ms")
+
+    def _mark(self, i: int) -> None:
+        """Backends call this at stage boundaries 0–3 (before the copy in, before compute, after compute,
+        after the copy out); it records an event on the engine's stream when ``infer_timed`` asked for one."""
+        if self._marks is not None:
+            self._marks[i].record(self.stream)
+
+    def infer_timed(self, batch):
+        """``infer`` with CUDA events on the engine's own stream: (outputs, {h2d_ms, compute_ms, d2h_ms}),
+        like trtexec's H2D / GPU compute / D2H. Backends mark every boundary; a stage a call does not have
+        (no copy for a CUDA tensor) is then ~0.
+        Not for concurrent calls on one engine."""
+        if self.stream is None:
+            raise HacError(f"{self.artifact.name}: the {self.kind} engine runs on no CUDA stream of its own "
+                           "to time (ONNX Runtime's is internal)")
+        import torch
+
+        self._marks = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        try:
+            out = self.infer(batch)
+            self.stream.synchronize()
+            marks = self._marks
+        finally:
+            self._marks = None
+        return out, {name: marks[i].elapsed_time(marks[i + 1]) for i, name in enumerate(self.STAGES)}
+
     def close(self) -> None:
         """Release the backend's resources; the engine is unusable afterwards."""
 
@@ -218,7 +248,7 @@ def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: 
 
     ``manifest`` defaults to ``<artifact>.json``. The manifest must say the artifact passed parity
     unless ``require_passed=False`` — only for a caller that judges it itself (hac-export, before
-    publishing). ``cuda_graph``: TensorRT only, replay one CUDA graph per batch bucket.
+    publishing). ``cuda_graph``: TensorRT and torch on CUDA, replay one CUDA graph per batch bucket.
     ``precision``: a run precision other than the artifact's, where ``spec.RUNS`` has one (OpenVINO bf16).
     """
     artifact = Path(artifact)
@@ -246,8 +276,9 @@ def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: 
                            f"artifact as {precision}")
         options["precision"] = precision
     if cuda_graph:
-        if engine != "trt":
-            raise HacError(f"{artifact.name}: CUDA-graph replay applies to TensorRT engines, not to {engine}")
+        if engine not in CUDA_GRAPH_ENGINES:
+            raise HacError(f"{artifact.name}: CUDA-graph replay applies to the {' and '.join(CUDA_GRAPH_ENGINES)} "
+                           f"engines on a CUDA GPU, not to {engine}")
         options["cuda_graph"] = True
     module_name, cls = spec.ENGINES[engine].runner.split(":")
     return getattr(importlib.import_module(module_name), cls)(artifact, manifest, device, **options)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hac_runtime import spec
-from hac_runtime.engines.base import MANIFEST_SCHEMA, load_engine, parity_figures, parity_verdict, read_manifest
+from hac_runtime.engines.base import CUDA_GRAPH_ENGINES, MANIFEST_SCHEMA, load_engine, parity_figures, parity_verdict, read_manifest
 from hac_runtime.engines.triton.loader import is_server_url
 from hac_runtime.errors import HacError, HacException
 
@@ -256,7 +256,8 @@ def _server_choice(model, engine, device, precision, cuda_graph, timeout) -> Eng
 
 
 def _open(c: Candidate, cuda_graph: bool):
-    return load_engine(c.artifact, engine=c.engine, device=c.device, cuda_graph=cuda_graph and c.engine == "trt",
+    graphs = cuda_graph and c.engine in CUDA_GRAPH_ENGINES and str(c.device).startswith("cuda")
+    return load_engine(c.artifact, engine=c.engine, device=c.device, cuda_graph=graphs,
                        precision=c.precision)
 
 

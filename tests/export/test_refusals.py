@@ -104,7 +104,7 @@ def test_trt_without_gpu_exits_2_one_line(tiny_ckpt, tmp_path):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-    assert "CUDA GPU" in lines[0] and "pip install -e '.[gpu]'" in lines[0]
+    assert "CUDA GPU" in lines[0] and "pip install -e '.[gpu,trt-cu" in lines[0]
     try:
         import tensorrt  # noqa: F401
     except ImportError:

@@ -126,7 +126,7 @@ def test_cuda_requests_without_cuda_are_refused(exported):
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        with pytest.raises(HacError, match=re.escape("pip install -e '.[gpu]'")):
+        with pytest.raises(HacError, match=re.escape("then pip install -e '.[gpu]'")):
             load_engine(exported.path("onnx"), device="cuda")
     with pytest.raises(HacError, match="torch sees no CUDA GPU"):
         load_engine(exported.path("pt2"), device="cuda")
@@ -150,7 +150,7 @@ def test_trt_engine_without_tensorrt_or_cuda_is_one_line(exported, tmp_path):
     with pytest.raises(HacError) as err:
         load_engine(path)
     msg = str(err.value)
-    assert "\n" not in msg and "CUDA GPU" in msg and "pip install -e '.[gpu]'" in msg
+    assert "\n" not in msg and "CUDA GPU" in msg and re.search(r"pip install -e '\.\[gpu,trt-cu1[23]\]'", msg)
     with pytest.raises(HacError, match="run on a CUDA GPU, not on the CPU"):
         load_engine(path, device="cpu")
 
@@ -168,7 +168,7 @@ def _require_tensorrt():
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        pytest.skip("tensorrt is not installed (pip install -e '.[gpu]')")
+        pytest.skip("tensorrt is not installed (pip install -e '.[gpu,trt-cuNN]')")
 
 
 @pytest.mark.gpu
@@ -231,12 +231,66 @@ def test_trt_cuda_graph_replay_per_batch_bucket(ckpt, tmp_path):
             np.testing.assert_allclose(graphed.infer(x), plain.infer(x), atol=1e-4)
             got = graphed.infer(torch.from_numpy(x).cuda())
             assert got.is_cuda and got.shape == (b, 3)
-        assert sorted(graphed._graphs) == [1, 2, 4]
+        assert sorted(graphed._graphs._graphs) == [1, 2, 4]  # every bucket captured at load
+        x = _clips(4, 1)
+        _, stages = graphed.infer_timed(x)
+        assert set(stages) == {"h2d_ms", "compute_ms", "d2h_ms"} and all(v >= 0 for v in stages.values())
 
 
-def test_cuda_graph_is_for_tensorrt_only(exported):
-    with pytest.raises(HacError, match="CUDA-graph replay applies to TensorRT engines, not to ort"):
+def test_cuda_graph_is_for_tensorrt_and_torch_on_cuda(exported):
+    with pytest.raises(HacError, match="applies to the trt and torch engines on a CUDA GPU, not to ort"):
         load_engine(exported.path("onnx"), cuda_graph=True)
+    with pytest.raises(HacError, match="CUDA-graph replay needs a CUDA device, not cpu"):
+        load_engine(exported.path("pt2"), device="cpu", cuda_graph=True)
+
+
+def test_stage_timing_needs_an_engine_stream(exported):
+    with load_engine(exported.path("onnx"), device="cpu") as engine, \
+            pytest.raises(HacError, match="runs on no CUDA stream of its own"):
+        engine.infer_timed(_clips(1))
+
+
+@pytest.mark.gpu
+def test_torch_cuda_graphs_captured_at_load_while_another_thread_uses_cuda(exported):
+    """Capture (thread_local) is not broken by another thread's CUDA work; replay equals plain runs."""
+    import threading
+
+    stop = threading.Event()
+
+    def busy():
+        a = torch.randn(512, 512, device="cuda")
+        while not stop.is_set():
+            a = (a @ a).clamp_(-1, 1)
+        torch.cuda.synchronize()
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        graphed = load_engine(exported.path("pt2"), device="cuda", cuda_graph=True)
+    finally:
+        stop.set()
+        worker.join()
+    with graphed, load_engine(exported.path("pt2"), device="cuda") as plain:
+        assert graphed.providers[0] == "torch.export+cudagraph", graphed.providers
+        assert "TF32 off" in graphed.providers[1]
+        for b in (1, 3, 4):
+            x = _clips(b, 20 + b)
+            np.testing.assert_allclose(graphed.infer(x), plain.infer(x), atol=1e-4)
+        _, stages = plain.infer_timed(_clips(2))
+        assert stages["compute_ms"] > 0
+
+
+@pytest.mark.gpu
+def test_a_failed_capture_runs_plainly_and_says_why():
+    from hac_runtime.engines.cuda_graphs import GraphBuckets
+
+    def make(bucket):
+        x = torch.zeros(bucket, device="cuda")
+        return x, lambda: x + float(x.sum().item())  # .item() syncs the host: not capturable
+
+    graphs = GraphBuckets(torch.cuda.Stream(), [1, 2], make)
+    why = graphs.capture()
+    assert why and why.startswith("batch 1: ") and not graphs._graphs
 
 
 def test_batches_below_a_profile_minimum_are_padded_not_refused(exported, tmp_path):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hac_runtime.engines.base import GPU_INSTALL, parse_device
+from hac_runtime.engines.base import parse_device
+from hac_runtime.engines.installs import check_ort_install
 from hac_runtime.errors import HacError, one_line
 
 CUDA_EP = "CUDAExecutionProvider"
@@ -19,7 +20,9 @@ def import_ort():
     try:
         import onnxruntime
     except ImportError:
+        check_ort_install()
         raise HacError("onnxruntime is not installed: pip install -e '.[cpu]' (or '.[gpu]' for CUDA)") from None
+    check_ort_install()
     return onnxruntime
 
 
@@ -34,7 +37,7 @@ def providers_for(device: str) -> tuple[list, str]:
         return [CPU_EP], "cpu"
     if CUDA_EP not in available:
         raise HacError(f"ONNX Runtime here has no {CUDA_EP} (available: {', '.join(available)}): "
-                       f"install the GPU build with {GPU_INSTALL} (and uninstall the onnxruntime CPU package)")
+                       f"uninstall the onnxruntime CPU package, then pip install -e '.[gpu]'")
     return [(CUDA_EP, {"device_id": index}), CPU_EP], f"cuda:{index}"
 
 

@@ -5,7 +5,7 @@ import json
 import logging
 from pathlib import Path
 
-from hac_runtime.engines.base import GPU_INSTALL
+from hac_runtime.engines.installs import gpu_install
 from hac_runtime.errors import HacError, one_line
 
 METADATA_FILE = "hac.json"  # manifest core stored inside a .pt2 ExportedProgram (extra_files)
@@ -26,7 +26,7 @@ def resolve_device(kind: str, index: int | None) -> str:
     if kind == "cpu":
         return "cpu"
     if not torch.cuda.is_available():
-        raise HacError(f"device cuda requested but torch sees no CUDA GPU: on a machine with one run {GPU_INSTALL}")
+        raise HacError(f"device cuda requested but torch sees no CUDA GPU: on a machine with one run {gpu_install()}")
     return f"cuda:{index or 0}"
 
 

@@ -1,10 +1,19 @@
-"""torch engine: a torch.export ExportedProgram or an AOTInductor-compiled package."""
+"""torch engine: a torch.export ExportedProgram or an AOTInductor-compiled package.
+
+On CUDA it runs on a stream of its own (AOTInductor launches on the current stream), with TF32 as the
+artifact says (``builder.tf32``; FP32 artifacts: off, so FP32 means FP32), and with ``cuda_graph=True``
+replays one CUDA graph per batch bucket, captured at load (``hac_runtime.engines.cuda_graphs``).
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from hac_runtime.engines.base import Engine, parse_device
+from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets, tf32_label, tf32_mode
 from hac_runtime.engines.torch.loader import import_torch, load_aoti_package, load_exported_program, resolve_device
+from hac_runtime.errors import HacError
+
+GRAPH_MAX_BATCH = 16  #: the largest bucket captured for an artifact with no maximum batch
 
 
 class TorchEngine(Engine):
@@ -12,29 +21,88 @@ class TorchEngine(Engine):
 
     kind = "torch"
 
-    def __init__(self, artifact, manifest: dict, device: str = "auto"):
+    def __init__(self, artifact, manifest: dict, device: str = "auto", cuda_graph: bool = False):
         super().__init__(artifact, manifest, device)
-        self._torch = import_torch()
+        torch = self._torch = import_torch()
         kind, index = parse_device(device)
         if self.format == "aoti" and kind == "auto":
             kind = (manifest.get("builder") or {}).get("device", "cpu")
         self.device = resolve_device(kind, index)
         load = load_aoti_package if self.format == "aoti" else load_exported_program
         self.module = load(self.artifact, manifest, self.device)
+        self.on_cuda = self.device.startswith("cuda")
+        self.tf32 = bool((manifest.get("builder") or {}).get("tf32", False))
+        self.graph_failure = None
+        self._graphs = None
+        if cuda_graph and not self.on_cuda:
+            raise HacError(f"{self.artifact.name}: CUDA-graph replay needs a CUDA device, not {self.device}")
+        if self.on_cuda:
+            self.stream = torch.cuda.Stream(device=self.device)
+        if cuda_graph:
+            top = self.max_batch or GRAPH_MAX_BATCH
+            self._graphs = GraphBuckets(self.stream, batch_buckets(self.min_batch, top), self._graph_run)
+            with torch.cuda.device(self.device), tf32_mode(self.tf32):
+                self.graph_failure = self._graphs.capture()
+            if self.graph_failure:
+                self._graphs = None
+
+    @property
+    def cuda_graph(self) -> bool:
+        return self._graphs is not None
 
     @property
     def providers(self) -> list[str]:
-        return ["aoti" if self.format == "aoti" else "torch.export"]
+        name = "aoti" if self.format == "aoti" else "torch.export"
+        if not self.on_cuda:
+            return [name]
+        out = [name + ("+cudagraph" if self.cuda_graph else ""), f"CUDA, {tf32_label(self.tf32)}"]
+        if self.graph_failure:
+            out.append(f"CUDA graphs off: capture failed ({self.graph_failure}), plain runs")
+        return out
+
+    def _graph_run(self, bucket: int):
+        torch = self._torch
+        static_input = torch.zeros((bucket, *self.input_shape[1:]), dtype=torch.float32, device=self.device)
+
+        def run():
+            with torch.inference_mode():
+                return self._first(self.module(static_input))
+
+        return static_input, run
+
+    @staticmethod
+    def _first(out):
+        return out[0] if isinstance(out, (list, tuple)) else out
 
     def _run(self, batch):
         torch = self._torch
         from_numpy = isinstance(batch, np.ndarray)
         x = torch.from_numpy(np.ascontiguousarray(batch)) if from_numpy else batch
-        with torch.inference_mode():
-            out = self.module(x.to(self.device))
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        return out.float().cpu().numpy() if from_numpy else out.to(batch.device)
+        if not self.on_cuda:
+            with torch.inference_mode():
+                out = self._first(self.module(x.to(self.device)))
+            return out.float().cpu().numpy() if from_numpy else out.to(batch.device)
+        self._mark(0)
+        with tf32_mode(self.tf32):
+            if self._graphs is not None:
+                out = self._graphs.replay(x, int(x.shape[0]), self._mark)
+            else:
+                self.stream.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(self.stream), torch.inference_mode():
+                    x = x.to(self.device, non_blocking=False)
+                    self._mark(1)
+                    out = self._first(self.module(x))
+                    self._mark(2)
+                self.stream.synchronize()
+        if from_numpy:
+            with torch.cuda.stream(self.stream):
+                result = out.float().cpu().numpy()
+        else:
+            result = out.float().to(batch.device, copy=True)
+        self._mark(3)
+        return result
 
     def close(self) -> None:
+        if self._graphs is not None:
+            self._graphs.clear()
         self.module = None

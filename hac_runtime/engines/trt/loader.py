@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hac_runtime.engines.base import GPU_INSTALL
+from hac_runtime.engines.installs import check_tensorrt_install, gpu_install
 from hac_runtime.errors import HacError
 
 _LOGGER = None
@@ -32,7 +32,8 @@ def require_tensorrt(what: str = "a TensorRT engine"):
         missing.append("a CUDA GPU visible to a CUDA build of torch (torch.cuda.is_available() is False)")
     if missing:
         raise HacError(f"{what} needs TensorRT and a CUDA GPU; missing here: {'; '.join(missing)} "
-                       f"— on a machine with an NVIDIA GPU and driver run {GPU_INSTALL}")
+                       f"— on a machine with an NVIDIA GPU and driver run {gpu_install()}")
+    check_tensorrt_install()
     return tensorrt
 
 

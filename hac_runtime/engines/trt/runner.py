@@ -1,19 +1,21 @@
 """TensorRT engine: named I/O tensors bound to torch CUDA buffers, ``execute_async_v3`` on its own stream.
 
-With ``cuda_graph=True`` each batch bucket (powers of two up to the profile's
-maximum) is captured once into a CUDA graph after one plain run, and replayed
-afterwards: a batch is padded up to its bucket in the bucket's own input buffer,
-so the captured addresses and shapes stay valid (TensorRT's "CUDA Graphs" rule:
-re-capture whenever shapes or addresses change); each bucket's graph has its own
-execution context.
+With ``cuda_graph=True`` every batch bucket is captured into a CUDA graph when the engine opens
+(``hac_runtime.engines.cuda_graphs``), each with an execution context of its own: a captured graph
+fixes its context's shapes and addresses. The contexts are created ``USER_MANAGED`` and share one
+device-memory block for their activations (they run one at a time, on one stream), instead of one
+block per context. If a capture fails, the engine runs plainly and its ``providers`` say why.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from hac_runtime.engines.base import Engine, parse_device
+from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets
 from hac_runtime.engines.trt.loader import load_trt_engine, require_tensorrt
 from hac_runtime.errors import HacError, HacFailure
+
+ALIGNMENT = 256  #: bytes TensorRT requires of every tensor address
 
 
 class TrtEngine(Engine):
@@ -31,23 +33,54 @@ class TrtEngine(Engine):
         import torch
 
         self._torch = torch
+        self._trt = trt
         self.index = index or 0
         self.device = f"cuda:{self.index}"
         with torch.cuda.device(self.index):
             self.runtime, self.engine = load_trt_engine(self.artifact, manifest, self.index)
-            self.context = self.engine.create_execution_context()
             self.stream = torch.cuda.Stream(device=self.index)  # not the default stream
+            self._scratch = None  # the device memory every context of this engine shares
+            self.context = self._new_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._buffers: dict[int, tuple] = {}
-        self.cuda_graph = cuda_graph
-        self._graphs: dict[int, object] = {}
         top = self.max_batch or self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]
-        self.buckets = sorted({b for b in (2 ** i for i in range(top.bit_length())) if self.min_batch <= b <= top} | {top})
+        self.buckets = batch_buckets(self.min_batch, top)
+        self.graph_failure = None
+        self._graphs = None
+        if cuda_graph:
+            with torch.cuda.device(self.index):
+                self._graphs = GraphBuckets(self.stream, self.buckets, self._graph_run)
+                self.graph_failure = self._graphs.capture()
+            if self.graph_failure:
+                self._graphs = None
+
+    @property
+    def cuda_graph(self) -> bool:
+        return self._graphs is not None
 
     @property
     def providers(self) -> list[str]:
+        if self.graph_failure:
+            return ["tensorrt", f"CUDA graphs off: capture failed ({self.graph_failure}), plain runs"]
         return ["tensorrt+cudagraph" if self.cuda_graph else "tensorrt"]
+
+    def _new_context(self):
+        """An execution context on the engine's shared activation memory (allocated on first use)."""
+        trt, torch = self._trt, self._torch
+        strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
+        if strategy is None:  # an older TensorRT: each context allocates its own
+            return self.engine.create_execution_context()
+        context = self.engine.create_execution_context(strategy.USER_MANAGED)
+        size = getattr(self.engine, "device_memory_size_v2", None)
+        size = self.engine.device_memory_size if size is None else size
+        if self._scratch is None:
+            self._scratch = torch.empty(max(int(size), 1), dtype=torch.uint8, device=self.device)
+        if hasattr(context, "set_device_memory"):  # TensorRT ≥ 10.1 takes the size with it
+            context.set_device_memory(self._scratch.data_ptr(), self._scratch.numel())
+        else:
+            context.device_memory = self._scratch.data_ptr()
+        return context
 
     def _buffers_for(self, b: int):
         """(input staging buffer, {output name: tensor}) for batch size ``b``, allocated once."""
@@ -64,27 +97,20 @@ class TrtEngine(Engine):
         if not (context or self.context).execute_async_v3(self.stream.cuda_stream):
             raise HacFailure(f"{self.artifact.name}: TensorRT execution failed")
 
-    def _graph_for(self, bucket: int):
-        """The CUDA graph of one batch bucket, captured on first use after one plain run.
+    def _graph_run(self, bucket: int):
+        """(static input, run) of one bucket for ``GraphBuckets``: a context bound to the bucket's buffers."""
+        staging, outputs = self._buffers_for(bucket)
+        context = self._new_context()
+        context.set_input_shape(self.input_name, tuple(staging.shape))
+        context.set_tensor_address(self.input_name, staging.data_ptr())
+        for name, tensor in outputs.items():
+            context.set_tensor_address(name, tensor.data_ptr())
 
-        Each graph gets its own execution context: a captured graph fixes its context's shapes and
-        addresses, and re-binding a shared context for another bucket could change what it reads.
-        """
-        if bucket not in self._graphs:
-            torch = self._torch
-            staging, outputs = self._buffers_for(bucket)
-            context = self.engine.create_execution_context()
-            context.set_input_shape(self.input_name, tuple(staging.shape))
-            context.set_tensor_address(self.input_name, staging.data_ptr())
-            for name, tensor in outputs.items():
-                context.set_tensor_address(name, tensor.data_ptr())
-            self._execute(context)  # TensorRT finishes its shape-dependent setup outside the capture
-            self.stream.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.stream):
-                self._execute(context)
-            self._graphs[bucket] = (graph, context)
-        return self._graphs[bucket][0]
+        def run():
+            self._execute(context)
+            return outputs[self.output_name]
+
+        return staging, run
 
     def _run(self, batch):
         b = int(batch.shape[0])
@@ -92,49 +118,45 @@ class TrtEngine(Engine):
         from_numpy = isinstance(batch, np.ndarray)
         if not from_numpy and batch.device != torch.device(self.device):
             raise HacError(f"{self.artifact.name}: input is on {batch.device}, the engine on {self.device}")
-        if self.cuda_graph:
-            logits = self._replay(batch, b)
+        self._mark(0)
+        if self._graphs is not None:
+            logits = self._graphs.replay(batch, b, self._mark)  # copy in and replay on the engine's stream
         else:
             logits = self._run_plain(batch, b)
-        return logits.cpu().numpy() if from_numpy else logits.clone()
+        if from_numpy:
+            with torch.cuda.stream(self.stream):
+                out = logits.cpu().numpy()
+        else:
+            out = logits.clone()  # on the caller's stream: the engine's has finished
+        self._mark(3)
+        return out
 
     def _run_plain(self, batch, b: int):
         torch = self._torch
         staging, outputs = self._buffers_for(b)
-        if isinstance(batch, np.ndarray):
-            staging.copy_(torch.from_numpy(np.ascontiguousarray(batch)))
-            src = staging
-        else:
-            src = batch.contiguous()
-            if src.data_ptr() % 256:  # TensorRT needs 256-byte aligned addresses: a view may not be
-                staging.copy_(src)
-                src = staging
         # Our stream waits for whatever produced the input on the caller's stream.
         self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
+            if isinstance(batch, np.ndarray):
+                staging.copy_(torch.from_numpy(np.ascontiguousarray(batch)))
+                src = staging
+            else:
+                src = batch.contiguous()
+                if src.data_ptr() % ALIGNMENT:  # a view into a larger tensor may start anywhere
+                    staging.copy_(src)
+                    src = staging
+        self._mark(1)
         self.context.set_input_shape(self.input_name, tuple(src.shape))
         self.context.set_tensor_address(self.input_name, src.data_ptr())
         for name, tensor in outputs.items():
             self.context.set_tensor_address(name, tensor.data_ptr())
         self._execute()
+        self._mark(2)
         self.stream.synchronize()
         return outputs[self.output_name]
 
-    def _replay(self, batch, b: int):
-        torch = self._torch
-        bucket = next(k for k in self.buckets if k >= b)
-        graph = self._graph_for(bucket)
-        staging, outputs = self._buffers_for(bucket)
-        src = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
-        self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self.stream):
-            staging[:b].copy_(src)
-            if b < bucket:
-                staging[b:].zero_()
-            graph.replay()
-        self.stream.synchronize()
-        return outputs[self.output_name][:b]
-
     def close(self) -> None:
-        self._graphs.clear()
+        if self._graphs is not None:
+            self._graphs.clear()
         self._buffers.clear()
-        self.context = self.engine = self.runtime = None
+        self.context = self.engine = self.runtime = self._scratch = None
