@@ -19,9 +19,11 @@ def markdown(doc: dict) -> str:
         f"Model: {doc['model']['config']['backbone']}, k={doc['model']['k']}, {doc['model']['image_size']} px, "
         f"{doc['model']['gflops_per_clip']} GFLOP per clip, {'trained' if doc['model']['trained'] else 'untrained (seeded)'}. "
         f"Inputs: {doc['inputs']}.",
-        f"Baseline: {doc['baseline']}. Peak: {doc['peak']['peak_gflops']} GFLOP/s ({doc['peak']['how']}).",
+        f"Baseline: {doc['baseline']}. Peaks: " + ", ".join(
+            f"{k[:-7].upper()} {v}" for k, v in doc["peak"].items() if k.endswith("_gflops") and k[:-7] in
+            ("fp32", "tf32", "fp16", "bf16", "int8")) + f" GFLOP/s ({doc['peak']['how']}).",
         "",
-        "| engine | format | precision | batch | status | MB | p50 ms | p90 ms | p99 ms | clips/s | frames/s | speedup vs eager | % of FP32 peak | max abs | top-1 agree |",
+        "| engine | format | precision | batch | status | MB | p50 ms | p90 ms | p99 ms | clips/s | frames/s | speedup vs eager | % of peak (its precision) | max abs | top-1 agree |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 

@@ -110,7 +110,8 @@ class _Steps:
 def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, calib=None, batch=DEFAULT_BATCH,
            out=None, calib_method: str | None = None, workspace_gb: float | None = None,
            activations: str | None = None, tolerances: dict | None = None, verbose: bool = True,
-           include_fp32: bool = False, triton_backend: str | None = None, triton_kind: str | None = None) -> ExportReport:
+           include_fp32: bool = False, triton_backend: str | None = None, triton_kind: str | None = None,
+           bf16: bool = False) -> ExportReport:
     """Export ``checkpoint`` (hac-ckpt/1) as ``formats`` into ``out`` (default: the checkpoint's folder).
 
     ``batch`` is ``MIN:OPT:MAX`` (TensorRT's profile, torch.export's range, parity's largest batch).
@@ -123,7 +124,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
     artifact that fails parity or cannot be made fails alone (``report.failed``, ``report.failure()``);
     the others are written and recorded.
     """
-    plan = plan_export(formats, fp16, int8, calib, batch, calib_method, workspace_gb, include_fp32)
+    plan = plan_export(formats, fp16, int8, calib, batch, calib_method, workspace_gb, include_fp32, bf16)
     if plan.packages:
         from hac_export import triton as triton_mod
 
@@ -285,7 +286,7 @@ class _Job:
     activations: str
     workspace_gb: float | None
     made: dict = field(default_factory=dict)  #: (format, precision) → published path
-    program: object = None  #: the torch.export program, shared by pt2 and aoti
+    programs: dict = field(default_factory=dict)  #: precision → torch.export program (FP32: shared by pt2 and aoti)
 
 
 def _write_onnx(job: _Job, precision: str, tmp: Path, name: str, manifest: dict, steps) -> str:
@@ -312,12 +313,14 @@ def _write_onnx(job: _Job, precision: str, tmp: Path, name: str, manifest: dict,
     return "cpu"
 
 
-def _program(job: _Job):
+def _program(job: _Job, precision: str = "fp32"):
+    """The torch.export program of the model in ``precision`` (reduced: ``pt2.mixed_precision``), made once."""
     from hac_export import pt2 as pt2_mod
 
-    if job.program is None:
-        job.program = pt2_mod.export_program(job.model, job.k, job.size, job.batch[2])
-    return job.program
+    if precision not in job.programs:
+        model = job.model if precision == "fp32" else pt2_mod.mixed_precision(job.model, precision)
+        job.programs[precision] = pt2_mod.export_program(model, job.k, job.size, job.batch[2])
+    return job.programs[precision]
 
 
 def _write_pt2(job: _Job, precision: str, tmp: Path, name: str, manifest: dict, steps) -> str:
@@ -334,7 +337,9 @@ def _write_aoti(job: _Job, precision: str, tmp: Path, name: str, manifest: dict,
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     steps.say(f"{name}: compiling with AOTInductor for {device} (takes a while)")
-    manifest["builder"] = pt2_mod.compile_aoti(_program(job), tmp, manifest, device)
+    manifest["builder"] = pt2_mod.compile_aoti(_program(job, precision), tmp, manifest, device)
+    if precision != "fp32":
+        manifest["builder"]["mixed"] = pt2_mod.MIXED_NOTE.format(precision.upper())
     return device
 
 

@@ -17,6 +17,7 @@ from hac_runtime.errors import click_main
 @click.option("--format", "formats", default="onnx", show_default=True,
               help=f"Comma-separated formats: {', '.join(FORMATS)}.")
 @click.option("--fp16", is_flag=True, help="Also export mixed FP16 (trunk FP16; attention, GRU, FC in FP32).")
+@click.option("--bf16", is_flag=True, help="Also export mixed BF16 (--format aoti: trunk BF16; the rest FP32).")
 @click.option("--int8", is_flag=True, help="Also export static QDQ INT8, calibrated on --calib.")
 @click.option("--calib", type=click.Path(path_type=Path),
               help="Aligned face clips (hac-prepare output): INT8 calibration and parity inputs.")
@@ -30,13 +31,13 @@ from hac_runtime.errors import click_main
                    "backend running ONNX Runtime on the CPU [default: onnxruntime].")
 @click.option("--triton-kind", type=click.Choice(TRITON_KINDS),
               help="--format triton: instance kind of the ONNX models [default: gpu; python: cpu].")
-def export_command(checkpoint, formats, fp16, int8, calib, calib_method, batch, out, workspace, triton_backend,
+def export_command(checkpoint, formats, fp16, bf16, int8, calib, calib_method, batch, out, workspace, triton_backend,
                    triton_kind):
     """Export CHECKPOINT to checked artifacts, each with a manifest, and OUT/parity.json."""
     from hac_export.api import export
     from hac_runtime.errors import HacFailure
 
-    report = export(checkpoint, formats=formats, fp16=fp16, int8=int8, calib=calib, batch=batch, out=out,
+    report = export(checkpoint, formats=formats, fp16=fp16, bf16=bf16, int8=int8, calib=calib, batch=batch, out=out,
                     calib_method=calib_method, workspace_gb=workspace, triton_backend=triton_backend,
                     triton_kind=triton_kind)
     if report.failed:

@@ -27,7 +27,9 @@ import numpy as np
 #: precision → bounds; every key present is checked (``atol``/``rtol``: every logit within atol + rtol·|ref|).
 TOLERANCES = {
     "fp32": {"atol": 1e-4, "rtol": 1e-4, "cosine_min": 0.99999, "top1_agree_min": 1.0},
-    # FP32 artifacts run on CUDA, where convolutions may use TF32.
+    # FP32 artifacts on CUDA run with TF32 off (TensorRT clears its flag; AOTInductor compiles and runs under
+    # hac_runtime.engines.cuda_graphs.tf32_mode(False)); cuDNN/cuBLAS kernels still sum in another order than
+    # the CPU reference does.
     "fp32-gpu": {"atol": 1e-3, "rtol": 1e-3, "cosine_min": 0.9999, "top1_agree_min": 1.0},
     "fp16": {"cosine_min": 0.999, "logit_err_rel_max": 0.02, "top1_agree_min": 0.98},
     "bf16": {"cosine_min": 0.999, "logit_err_rel_max": 0.05, "top1_agree_min": 0.95},

@@ -8,12 +8,41 @@ from __future__ import annotations
 
 import json
 
+import torch  # this module is imported only by the writers that use it
+
 from hac_export.onnx import quiet
 from hac_runtime.engines.torch.loader import METADATA_FILE
 from hac_runtime.errors import HacFailure, one_line
 
+MIXED_NOTE = "trunk {0}; attention, GRU, FC and I/O FP32 (as the mixed FP16 ONNX)"
+HALF_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+
 CORE_KEYS = ("format", "precision", "classes", "preprocess", "model", "input", "output", "source_sha256",
              "toolkit_version")
+
+
+def mixed_precision(model, precision: str):
+    """A copy of ``model`` whose ResNet trunk computes in ``precision`` (fp16/bf16): frames go in FP32 and are
+    cast, the feature maps come back in FP32, so attention (eqs. 2–7), the GRU and the FC stay FP32 — the
+    parts where half precision moves logits (saturating sigmoids, the GRU's recurrence)."""
+    import copy
+
+    dtype = getattr(torch, HALF_DTYPES[precision])
+    mixed = copy.deepcopy(model).eval()
+    mixed.trunk = HalfTrunk(mixed.trunk, dtype)
+    return mixed
+
+
+class HalfTrunk(torch.nn.Module):
+    """A trunk run in ``dtype``: FP32 frames in, FP32 feature maps out."""
+
+    def __init__(self, trunk, dtype):
+        super().__init__()
+        self.trunk = trunk.to(dtype)
+        self.dtype = dtype
+
+    def forward(self, x):
+        return self.trunk(x.to(self.dtype)).float()
 
 
 def export_program(model, k: int, image_size: int, batch_max: int):
@@ -46,13 +75,15 @@ def compile_aoti(program, path, manifest: dict, device: str = "cpu") -> dict:
         from torch.export.passes import move_to_device_pass
 
         program = move_to_device_pass(program, device)
+    from hac_runtime.engines.cuda_graphs import tf32_mode
+
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in manifest.items() if k in CORE_KEYS}
-    try:
-        with quiet():
+    try:  # TF32 off while Inductor picks its CUDA kernels: FP32 means FP32 (the engine runs with it off too)
+        with quiet(), tf32_mode(False):
             torch._inductor.aoti_compile_and_package(program, package_path=str(path),
                                                      inductor_configs={"aot_inductor.metadata": meta})
     except Exception as e:  # noqa: BLE001 - a compiler failure is internal: exit 1
         first = one_line(e)[:200]
         raise HacFailure(f"AOTInductor compilation failed: {type(e).__name__}: {first}") from e
     return {"exporter": "torch._inductor.aoti_compile_and_package", "torch": torch.__version__,
-            "device": device.split(":")[0]}
+            "device": device.split(":")[0], "tf32": False}

@@ -64,14 +64,14 @@ def parse_formats(text) -> tuple[str, ...]:
 
 def plan_export(formats="onnx", fp16: bool = False, int8: bool = False, calib=None, batch=DEFAULT_BATCH,
                 calib_method: str | None = None, workspace_gb: float | None = None,
-                include_fp32: bool = False) -> ExportPlan:
+                include_fp32: bool = False, bf16: bool = False) -> ExportPlan:
     """Check the options against the table and decide which artifacts to write.
 
     ``include_fp32``: every format also in FP32 (``hac-bench`` measures all); otherwise a format other than
     ONNX is written in FP32 only when no reduced precision is asked for."""
     names = parse_formats(formats)
     lo, opt, hi = parse_batch(batch)
-    reduced = [p for p, on in (("fp16", fp16), ("int8", int8)) if on]
+    reduced = [p for p, on in (("fp16", fp16), ("bf16", bf16), ("int8", int8)) if on]
     for p in reduced:
         if not any(p in FORMATS[n].precisions for n in names):
             takers = ", ".join(n for n, f in FORMATS.items() if p in f.precisions)
@@ -113,7 +113,8 @@ def gpu_slug(name: str) -> str:
 
 
 def artifact_name(fmt: str, precision: str, batch_max: int | None = None, gpu: str | None = None) -> str:
-    """CONTRACTS.md names: hac.onnx, hac.fp16.onnx, hac.int8.onnx, hac_b16_<gpu>_fp16.engine, hac.pt2, hac.aoti.pt2."""
+    """CONTRACTS.md names: hac.onnx, hac.fp16.onnx, hac.int8.onnx, hac_b16_<gpu>_fp16.engine, hac.pt2, hac.aoti.pt2
+    (and hac.fp16.aoti.pt2, hac.bf16.aoti.pt2)."""
     if fmt == "trt":
         return f"hac_b{batch_max}_{gpu_slug(gpu or 'gpu')}_{precision}.engine"
     tag = "" if precision == "fp32" else f".{precision}"

@@ -47,7 +47,7 @@ class Run:
     fmt: str
     precision: str
     artifact_precision: str
-    default: bool = True  #: part of ``hac-bench``'s default selection (``--full`` adds the rest)
+    default: tuple = ("cpu", "cuda")  #: machines where it is in ``hac-bench``'s default selection (``--full``: all)
 
     @property
     def native(self) -> bool:
@@ -76,8 +76,9 @@ FORMATS: dict[str, Format] = _table([
     Format("trt", ".engine", ("fp32", "fp16", "int8"), True,
            "TensorRT engine built from the ONNX of the same precision; one profile from --batch"),
     Format("pt2", ".pt2", ("fp32",), False, "torch.export ExportedProgram (FP32)"),
-    Format("aoti", ".aoti.pt2", ("fp32",), False,
-           "AOTInductor-compiled package (FP32; compiled for CUDA where available, else CPU)"),
+    Format("aoti", ".aoti.pt2", ("fp32", "fp16", "bf16"), False,
+           "AOTInductor-compiled package, compiled for CUDA where available, else CPU: FP32 (TF32 off); mixed "
+           "FP16 (--fp16) or BF16 (--bf16), the trunk in half and attention, GRU, FC, I/O in FP32"),
     Format("triton", "/", ("fp32", "fp16", "int8"), False,
            "Triton Inference Server model repository (triton/) of the ONNX files and engines that passed",
            packs=("onnx", "trt")),
@@ -100,9 +101,11 @@ ENGINES: dict[str, EngineSpec] = _table([
 
 RUNS: tuple[Run, ...] = (
     Run("ort", "onnx", "fp32", "fp32"), Run("ort", "onnx", "fp16", "fp16"), Run("ort", "onnx", "int8", "int8"),
-    Run("openvino", "onnx", "fp32", "fp32", default=False), Run("openvino", "onnx", "bf16", "fp32"),
+    Run("openvino", "onnx", "fp32", "fp32", default=()), Run("openvino", "onnx", "bf16", "fp32"),
     Run("openvino", "onnx", "int8", "int8"),
-    Run("torch", "pt2", "fp32", "fp32", default=False), Run("torch", "aoti", "fp32", "fp32"),
+    Run("torch", "pt2", "fp32", "fp32", default=()), Run("torch", "aoti", "fp32", "fp32"),
+    # the GPU engine where TensorRT is not installed; on a CPU box BF16 AOTInductor is an option (--full)
+    Run("torch", "aoti", "fp16", "fp16", default=("cuda",)), Run("torch", "aoti", "bf16", "bf16", default=("cuda",)),
     Run("trt", "trt", "fp32", "fp32"), Run("trt", "trt", "fp16", "fp16"),
     Run("trt", "trt", "int8", "int8"),
 )

@@ -1,8 +1,11 @@
-"""This machine's attainable FP32 peak, measured in the same run as the benchmark.
+"""This machine's attainable peak per precision, measured in the same run as the benchmark.
 
-The best of a large MatMul and a large convolution in ONNX Runtime (the
+FP32: the best of a large MatMul and a large convolution in ONNX Runtime (the
 "roofline" the engines are judged against; MKL's ``torch.mm`` reaches only
-about half of it on AMD CPUs, so it is not used) and, on a GPU, of ``torch.mm``.
+about half of it on AMD CPUs, so it is not used). INT8: the same convolution as a
+QDQ graph, which ONNX Runtime runs as an integer convolution (as it runs the
+INT8 artifacts). BF16: ``torch.mm`` in bfloat16 (oneDNN; AVX512-BF16/AMX where the
+CPU has them). On a GPU: ``torch.mm`` per precision.
 The convolution takes a batch of frames, as the model's trunk does. ``hac-bench``
 probes before and after its timings and keeps the best (``best_peak``): a probe
 that ran while the machine was briefly busy must not make the engines look
@@ -36,25 +39,58 @@ def _conv_model(c: int, hw: int, n: int = 1):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def _qdq_conv_model(c: int, hw: int, n: int = 1):
+    """The FP32 probe's convolution as a static QDQ graph (int8 weights and activations), as the INT8 ONNX."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    consts = [numpy_helper.from_array(rng.integers(-127, 128, (c, c, 3, 3)).astype(np.int8), "w"),
+              numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
+              numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+              numpy_helper.from_array(np.array(0.05, np.float32), "ys"),
+              numpy_helper.from_array(np.array(0, np.int8), "z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "z"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["yc"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["yc", "ys", "z"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "z"], ["y"])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, hw, hw])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, c, hw, hw])
+    graph = helper.make_graph(nodes, "qdq_conv", [x], [y], initializer=consts)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def measure_cpu_peak(seconds: float = 2.0, settle: float = 0.05) -> dict:
-    """GFLOP/s of ORT MatMul (2048²) and a 3×3 conv (4 frames, 256 ch, 56²); ``peak_gflops`` is the better."""
+    """GFLOP/s (GOP/s for INT8) of ORT MatMul (2048²) and a 3×3 conv (4 frames, 256 ch, 56²) in FP32 —
+    ``peak_gflops``/``fp32_gflops`` is the better —, of that conv in QDQ INT8 (``int8_gflops``) and of
+    ``torch.mm`` 2048² in BF16 (``bf16_gflops``)."""
     import onnxruntime as ort
+    import torch
 
     rng = np.random.default_rng(0)
     n, c, hw, frames = 2048, 256, 56, 4
-    mm = ort.InferenceSession(_matmul_model(n).SerializeToString(), providers=["CPUExecutionProvider"])
-    conv = ort.InferenceSession(_conv_model(c, hw, frames).SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def session(model):
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    mm, conv, qconv = session(_matmul_model(n)), session(_conv_model(c, hw, frames)), session(_qdq_conv_model(c, hw, frames))
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
+    ta, tb = torch.from_numpy(a).bfloat16(), torch.from_numpy(b).bfloat16()
     x = rng.standard_normal((frames, c, hw, hw), np.float32)
-    fns = {"matmul": lambda: mm.run(None, {"a": a, "b": b}), "conv": lambda: conv.run(None, {"x": x})}
+    fns = {"matmul": lambda: mm.run(None, {"a": a, "b": b}), "conv": lambda: conv.run(None, {"x": x}),
+           "int8": lambda: qconv.run(None, {"x": x}), "bf16": lambda: ta @ tb}
     for f in fns.values():  # ORT's first calls pick kernels and touch memory: warm up properly
-        warm_up(f, seconds / 2, min_calls=4)
+        warm_up(f, seconds / 4, min_calls=4)
     times = measure_interleaved(fns, min_rounds=8, min_seconds=seconds, settle=settle)
-    flops = {"matmul": 2.0 * n ** 3, "conv": 2.0 * frames * c * c * 9 * hw * hw}
-    gflops = {k: flops[k] / float(np.min(v)) / 1e9 for k, v in times.items()}
-    return {"matmul_gflops": round(gflops["matmul"], 1), "conv_gflops": round(gflops["conv"], 1),
-            "peak_gflops": round(max(gflops.values()), 1),
-            "how": "best of ORT MatMul 2048² and Conv 3×3 256ch 56² ×4 frames, FP32"}
+    conv_flops = 2.0 * frames * c * c * 9 * hw * hw
+    flops = {"matmul": 2.0 * n ** 3, "conv": conv_flops, "int8": conv_flops, "bf16": 2.0 * n ** 3}
+    gflops = {k: round(flops[k] / float(np.min(v)) / 1e9, 1) for k, v in times.items()}
+    fp32 = max(gflops["matmul"], gflops["conv"])
+    return {"matmul_gflops": gflops["matmul"], "conv_gflops": gflops["conv"], "fp32_gflops": fp32,
+            "int8_gflops": gflops["int8"], "bf16_gflops": gflops["bf16"], "peak_gflops": fp32,
+            "how": "FP32: best of ORT MatMul 2048² and Conv 3×3 256ch 56² ×4 frames; INT8: that Conv as QDQ in "
+                   "ORT (GOP/s); BF16: torch.mm 2048²"}
 
 
 def best_peak(*probes: dict) -> dict:
@@ -68,26 +104,40 @@ def best_peak(*probes: dict) -> dict:
     return out
 
 
+GPU_PROBES = (("fp32", "float32", False), ("tf32", "float32", True), ("fp16", "float16", False),
+              ("bf16", "bfloat16", False))  #: (name, dtype, TF32 on) of the GPU peak probes
+
+
 def measure_gpu_peak(seconds: float = 1.0) -> dict:
-    """FP32 and FP16 GFLOP/s of ``torch.mm`` (8192²) on the current CUDA device, timed with CUDA events."""
+    """GFLOP/s of ``torch.mm`` (8192²) on the current CUDA device per precision, timed with CUDA events:
+    FP32 with TF32 off, TF32, FP16, BF16 (``<name>_gflops``); ``peak_gflops`` is FP32's."""
     import torch
+
+    from hac_runtime.engines.cuda_graphs import tf32_mode
 
     n = 8192
     out = {}
-    for dtype, key in ((torch.float32, "fp32_gflops"), (torch.float16, "fp16_gflops")):
-        a = torch.randn(n, n, device="cuda", dtype=dtype)
-        b = torch.randn(n, n, device="cuda", dtype=dtype)
-        for _ in range(3):
-            a @ b
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        best = float("inf")
-        for _ in range(10):
-            start.record()
-            a @ b
-            end.record()
-            end.synchronize()
-            best = min(best, start.elapsed_time(end) / 1e3)
-        out[key] = round(2.0 * n ** 3 / best / 1e9, 1)
+    for name, dtype, tf32 in GPU_PROBES:
+        a = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
+        b = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
+        with tf32_mode(tf32):
+            for _ in range(3):
+                a @ b
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            best = float("inf")
+            for _ in range(10):
+                start.record()
+                a @ b
+                end.record()
+                end.synchronize()
+                best = min(best, start.elapsed_time(end) / 1e3)
+        out[f"{name}_gflops"] = round(2.0 * n ** 3 / best / 1e9, 1)
     out["peak_gflops"] = out["fp32_gflops"]
-    out["how"] = "torch.mm 8192², CUDA events (TF32 as PyTorch defaults)"
+    out["how"] = "torch.mm 8192², CUDA events; FP32 with TF32 off, TF32, FP16 and BF16 each probed"
     return out
+
+
+def peak_for(peak: dict, precision: str) -> float | None:
+    """The peak a row of ``precision`` is judged against: that precision's probe where there is one, else
+    FP32's (FP16 on a CPU: ORT runs the FP16 ONNX at FP32 speed there)."""
+    return peak.get(f"{precision}_gflops") or peak.get("peak_gflops")

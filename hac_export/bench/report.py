@@ -8,8 +8,10 @@ from hac_runtime.atomic import write_json as _write_json
 
 
 LEGEND = """columns: MB artifact size · p50/p90/p99 ms latency of one batch (percentiles over the timed calls,
-all runners interleaved) · clips/s, frames/s at p50 (a clip is k frames) · speedup p50 of eager over this row's
-p50 · % peak achieved FLOP/s over this machine's measured FP32 peak (so BF16 and INT8 can exceed 100 %) ·
+all runners interleaved) · GPU/H2D/D2H ms (on a GPU) p50 of the engine's compute, copy in and copy out, timed with
+CUDA events on the engine's own stream (eager: compute only, input already on the GPU) · clips/s, frames/s at p50 (a clip is k frames) · speedup p50 of eager over this row's
+p50 · % peak achieved FLOP/s over this machine's measured peak of the row's precision where one was probed (GPU:
+FP32 with TF32 off, TF32, FP16, BF16; CPU: FP32, BF16, INT8), else the FP32 peak ·
 max abs largest logit error against eager FP32 on the parity clips · top-1 share of clips whose arg-max agrees
 (the full verdict, with cosine and logit_err_rel, is in each artifact's manifest)"""
 
@@ -32,7 +34,7 @@ def print_table(doc: dict, console=None) -> None:
                                        f"({doc['peak']['how']})")
     gpu = any("device_p50_ms" in r for r in doc["results"])
     cols = ["engine", "format", "prec", "batch", "status", "MB", "p50 ms", "p90 ms", "p99 ms"]
-    cols += ["device ms"] if gpu else []
+    cols += ["GPU ms", "H2D ms", "D2H ms"] if gpu else []
     cols += ["clips/s", "frames/s", "speedup", "% peak", "max abs", "top-1"]
     for c in cols:
         table.add_column(c, justify="left" if c in ("engine", "format", "prec", "status") else "right")
@@ -41,7 +43,7 @@ def print_table(doc: dict, console=None) -> None:
         status = r["status"] if r["status"] == "ok" else f"[yellow]{r['status']}[/]"
         row = [r["engine"], r["format"], r["precision"], str(r["batch"]), status, _f(r["size_mb"], ".1f"),
                _f(r["p50_ms"], ".1f"), _f(r["p90_ms"], ".1f"), _f(r["p99_ms"], ".1f")]
-        row += [_f(r.get("device_p50_ms"), ".2f")] if gpu else []
+        row += [_f(r.get(key), ".2f") for key in ("device_p50_ms", "h2d_p50_ms", "d2h_p50_ms")] if gpu else []
         row += [_f(r["clips_per_s"], ".1f"), _f(r["frames_per_s"], ".0f"),
                 "—" if r["speedup_vs_eager"] is None else f"{r['speedup_vs_eager']:.2f}×",
                 "—" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.0f}%",

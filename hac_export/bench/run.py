@@ -9,6 +9,7 @@ clips run through ``hac-prepare``.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import platform
 import time
@@ -55,10 +56,11 @@ class Candidate:
         return f"{self.engine}/{self.fmt}" if self.fmt not in ("onnx", "trt") else self.engine
 
 
-def candidates_for(engines: list[str], full: bool = False) -> list[Candidate]:
-    """The rows of ``spec.RUNS`` for ``engines``: the default selection, or every run with ``full``."""
+def candidates_for(engines: list[str], full: bool = False, machine: str = "cpu") -> list[Candidate]:
+    """The rows of ``spec.RUNS`` for ``engines``: the default selection on ``machine`` (``cpu``, ``cuda``),
+    or every run with ``full``."""
     return [Candidate(r.engine, r.fmt, r.precision, r.artifact_precision) for r in spec.RUNS
-            if r.engine in engines and (full or r.default)]
+            if r.engine in engines and (full or machine in r.default)]
 
 
 def parse_engines(text) -> list[str]:
@@ -142,6 +144,7 @@ def _export(candidates: list[Candidate], ckpt: Path, calib: Path, batch_max: int
     log(f"hac-bench: exporting {', '.join(formats)} ({', '.join(sorted(precisions))})")
     try:
         report = export(ckpt, formats=",".join(formats), fp16="fp16" in precisions, int8="int8" in precisions,
+                        bf16="bf16" in precisions,
                         calib=calib, batch=f"1:{batch_max}:{batch_max}", out=out, tolerances=tolerances,
                         include_fp32=True, verbose=False)
     except HacError as e:
@@ -196,7 +199,8 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     ``tolerances`` overrides parity tolerances per precision (as in ``hac_export.api.export``)."""
     import torch
 
-    from hac_export.bench.peak import best_peak, measure_cpu_peak, measure_gpu_peak
+    from hac_export.bench.peak import best_peak, measure_cpu_peak, measure_gpu_peak, peak_for
+    from hac_runtime.engines.cuda_graphs import tf32_mode
     from hac_export.bench.report import print_table, write_json, write_plot
     from hac_runtime.clips import load_aligned_clip  # noqa: F401 - the input path everything shares
     from hac_runtime.engines import load_engine
@@ -233,7 +237,7 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
 
     clipset = load_clips(calib, pre, ckpt["classes"])
     x = clipset.x
-    candidates = candidates_for(engines, full)
+    candidates = candidates_for(engines, full, "cuda" if on_gpu else "cpu")
     _availability(candidates)
     _export(candidates, ckpt_path, calib, max(batches), out, log, tolerances)
 
@@ -246,7 +250,7 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     device = torch.device("cuda" if on_gpu else "cpu")
     eager_model = model.to(device)
     eager_layout = _pick_eager_layout(eager_model, x[:1], device, warmup)
-    eager_desc = f"eager PyTorch FP32, inference_mode, {eager_layout}" + (", CUDA" if on_gpu else ", CPU")
+    eager_desc = f"eager PyTorch FP32, inference_mode, {eager_layout}" + (", CUDA, TF32 off" if on_gpu else ", CPU")
 
     runnable = [c for c in candidates if c.status == "ok" and c.path is not None]
     for c in runnable:
@@ -264,7 +268,7 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
         tb = torch.from_numpy(xb).to(device)
 
         def eager_fn(tb=tb):
-            with torch.inference_mode():
+            with torch.inference_mode(), (tf32_mode(False) if on_gpu else contextlib.nullcontext()):
                 y = eager_model(tb)
             if on_gpu:
                 torch.cuda.synchronize()
@@ -277,8 +281,9 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
         for f in fns.values():
             warm_up(f, warmup)
         log(f"hac-bench: batch {b}: timing, interleaved (≥ {seconds:.0f} s)")
-        times = measure_interleaved(fns, min_rounds=10, min_seconds=seconds, settle=SETTLE_S)
-        device_ms = _device_times(runnable, eager_fn, tb, seconds) if on_gpu else {}
+        # The pause lets CPU runtimes' spinning threads stop; on a GPU it would only let the clocks drop.
+        times = measure_interleaved(fns, min_rounds=10, min_seconds=seconds, settle=0.0 if on_gpu else SETTLE_S)
+        device_ms = _device_times(runnable, eager_model, tb, xb, seconds) if on_gpu else {}
         eager_p50 = percentiles_ms(times["eager"])["p50_ms"]
         rows.append(_row("torch", "eager", "fp32", b, "ok", "", _size_mb(None), times["eager"], eager_p50,
                          {"max_abs": 0.0, "top1_agree": 1.0}, flops, k, device_ms.get("eager")))
@@ -298,8 +303,9 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     log("hac-bench: measuring the peak again (the best of both probes counts)")
     peak = best_peak(peak, probe_peak())
     for r in rows:
-        if r.get("gflops") is not None and peak.get("peak_gflops"):
-            r["peak_fraction"] = round(r["gflops"] / peak["peak_gflops"], 3)
+        against = peak_for(peak, r["precision"])
+        if r.get("gflops") is not None and against:
+            r["peak_fraction"] = round(r["gflops"] / against, 3)
 
     notes = []
     if not trained:
@@ -349,28 +355,47 @@ def _size_mb(path) -> float | None:
     return round(p.stat().st_size / 1e6, 1) if p.is_file() else None
 
 
-def _device_times(runnable, eager_fn, tb, seconds: float) -> dict:
-    """GPU: p50 device time (CUDA events, input already on the GPU), like trtexec's GPU Compute Time."""
+def _device_times(runnable, eager_model, tb, xb, seconds: float) -> dict:
+    """GPU: p50 stage times per runner from CUDA events on each engine's own stream (trtexec's H2D, GPU
+    compute, D2H), host input in and host output out. Eager runs on the default stream with its input
+    already on the GPU (compute only). Engines with no stream of their own (ONNX Runtime) get none."""
     import torch
 
-    def event_timer(fn) -> float:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3
+    from hac_runtime.engines.cuda_graphs import tf32_mode
 
-    fns = {"eager": eager_fn}
+    def eager_call():
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        with torch.inference_mode(), tf32_mode(False):
+            start.record()
+            eager_model(tb)
+            end.record()
+        end.synchronize()
+        return {"compute_ms": start.elapsed_time(end)}
+
+    calls = {"eager": eager_call}
     for c in runnable:
-        if c.runner.device.startswith("cuda"):
-            fns[c.label + "/" + c.precision] = (lambda r=c.runner: r.infer(tb))
-    times = measure_interleaved(fns, min_rounds=10, min_seconds=seconds / 2, timer=event_timer)
-    return {name: percentiles_ms(v)["p50_ms"] for name, v in times.items()}
+        if c.runner.stream is not None:
+            calls[c.label + "/" + c.precision] = (lambda r=c.runner: r.infer_timed(xb)[1])
+    records: dict[str, list] = {name: [] for name in calls}
+
+    def recorded(name):
+        def call():
+            records[name].append(calls[name]())
+            return records[name][-1]
+        return call
+
+    measure_interleaved({name: recorded(name) for name in calls}, min_rounds=10, min_seconds=seconds / 2,
+                        timer=lambda fn: fn()["compute_ms"] / 1e3)
+    out = {}
+    for name, stages in records.items():
+        out[name] = {f"{stage[:-3]}_p50_ms": round(float(np.median([s[stage] for s in stages])), 3)
+                     for stage in stages[0]}
+        out[name]["device_p50_ms"] = out[name].pop("compute_p50_ms")
+    return out
 
 
 def _row(engine, fmt, precision, batch, status, reason, size_mb, secs, eager_p50, parity, flops, k,
-         device_p50=None) -> dict:
+         device=None) -> dict:
     pct = percentiles_ms(secs)
     clips_per_s = batch / (pct["p50_ms"] / 1e3)
     achieved = flops * clips_per_s / 1e9
@@ -380,4 +405,4 @@ def _row(engine, fmt, precision, batch, status, reason, size_mb, secs, eager_p50
             "speedup_vs_eager": round(eager_p50 / pct["p50_ms"], 2),
             "peak_fraction": None,  # filled in once the peak's second probe ran
             "gflops": round(achieved, 1), "iterations": int(len(secs)), "parity": parity,
-            **({"device_p50_ms": round(device_p50, 2)} if device_p50 is not None else {})}
+            **(device or {})}  # GPU: device_p50_ms (compute), h2d_p50_ms, d2h_p50_ms

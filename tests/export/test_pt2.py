@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hac_export.api import export
+from hac_runtime.errors import HacError
 from hac_runtime.engines import load_engine, read_manifest
 from hac_train.checkpoint import load_checkpoint
 
@@ -61,8 +62,65 @@ def test_aoti_package_compiles_loads_and_matches(tiny_ckpt, tmp_path):
     assert path.name == "hac.aoti.pt2"
     m = read_manifest(path)
     assert m["format"] == "aoti" and m["status"] == "passed" and m["builder"]["device"] in ("cpu", "cuda")
+    assert m["builder"]["tf32"] is False  # compiled (and run) with TF32 off: FP32 is FP32
     x = np.random.default_rng(7).standard_normal((4, 3, 3, 64, 64)).astype(np.float32)
     if m["builder"]["device"] == "cpu":
         got = _load_without_training_code(path, x, tmp_path)
         assert got["providers"] == ["aoti"]
         np.testing.assert_allclose(np.array(got["logits"]), _eager(tiny_ckpt, x), atol=1e-4, rtol=1e-4)
+
+
+def test_mixed_precision_model_keeps_attention_gru_fc_in_fp32(tiny_ckpt):
+    """The trunk in BF16 (eq. 1's per-frame ResNet); eqs. 2-7, the GRU and the FC on FP32 maps."""
+    from hac_export.pt2 import mixed_precision
+    from hac_train.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(tiny_ckpt)
+    mixed = mixed_precision(model, "bf16")
+    assert {p.dtype for p in mixed.trunk.parameters()} == {torch.bfloat16}
+    rest = [p for n, p in mixed.named_parameters() if not n.startswith("trunk.")]
+    assert rest and {p.dtype for p in rest} == {torch.float32}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # the original is untouched
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal((2, 3, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        ref, got = model(x), mixed(x)
+    assert got.dtype == torch.float32 and not torch.equal(got, ref)
+    cos = torch.nn.functional.cosine_similarity(got, ref, dim=1)
+    assert cos.min() > 0.999
+
+
+@pytest.mark.slow
+def test_aoti_bf16_package_is_mixed_and_passes_parity(tiny_ckpt, tmp_path):
+    """--format aoti --bf16: AOTInductor on this machine's device (CPU here, CUDA on a GPU box)."""
+    with pytest.raises(HacError, match="--bf16 applies to aoti; --format onnx exports FP32 only"):
+        export(tiny_ckpt, formats="onnx", bf16=True, out=tmp_path / "no", verbose=False)
+    report = export(tiny_ckpt, formats="aoti", bf16=True, batch="1:2:4", out=tmp_path / "out", verbose=False)
+    path = report.path("aoti", "bf16")
+    assert path.name == "hac.bf16.aoti.pt2"
+    assert [a["precision"] for a in report.artifacts if a["format"] == "aoti"] == ["bf16"]  # the reduced one only
+    m = read_manifest(path)
+    assert m["precision"] == "bf16" and m["status"] == "passed", m["parity"]
+    assert m["builder"]["mixed"].startswith("trunk BF16;") and m["builder"]["tf32"] is False
+    assert m["parity"]["cosine_min"] >= 0.999 and m["parity"]["tolerance"]["name"] == "bf16"
+    x = np.random.default_rng(8).standard_normal((3, 3, 3, 64, 64)).astype(np.float32)
+    with load_engine(path) as engine:
+        assert engine.precision == "bf16"
+        out = engine.infer(x)
+    ref = _eager(tiny_ckpt, x)
+    cos = (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
+    assert out.dtype == np.float32 and cos.min() > 0.999 and np.abs(out - ref).max() > 0  # bf16, not fp32
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_aoti_fp16_cuda_package_with_graphs(tiny_ckpt, tmp_path):
+    report = export(tiny_ckpt, formats="aoti", fp16=True, batch="1:2:4", out=tmp_path / "out", verbose=False)
+    path = report.path("aoti", "fp16")
+    m = read_manifest(path)
+    assert m["builder"]["device"] == "cuda" and m["status"] == "passed", m["parity"]
+    x = np.random.default_rng(9).standard_normal((3, 3, 3, 64, 64)).astype(np.float32)
+    with load_engine(path) as plain, load_engine(path, cuda_graph=True) as graphed:
+        assert graphed.providers[0] == "aoti+cudagraph", graphed.providers
+        np.testing.assert_allclose(graphed.infer(x), plain.infer(x), atol=1e-3)
+        _, stages = graphed.infer_timed(x)
+        assert stages["compute_ms"] > 0 and stages["h2d_ms"] >= 0

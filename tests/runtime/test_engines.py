@@ -309,3 +309,26 @@ def test_batches_below_a_profile_minimum_are_padded_not_refused(exported, tmp_pa
             np.testing.assert_allclose(out, full[:b], atol=1e-5, rtol=1e-5)
         with pytest.raises(HacError, match="exceeds its maximum batch 16"):
             engine.infer(_clips(17))
+
+
+def test_tf32_mode_sets_both_flags_and_restores_them_even_on_error():
+    from hac_runtime.engines.cuda_graphs import tf32_mode, tf32_state
+
+    before = tf32_state()
+    with tf32_mode(True):
+        assert tf32_state() == {"matmul": True, "cudnn": True}
+        with tf32_mode(False):
+            assert tf32_state() == {"matmul": False, "cudnn": False}
+        assert tf32_state() == {"matmul": True, "cudnn": True}
+    assert tf32_state() == before
+    with pytest.raises(ZeroDivisionError), tf32_mode(not before["cudnn"]):
+        1 / 0
+    assert tf32_state() == before
+
+
+def test_graph_buckets_cover_the_profile():
+    from hac_runtime.engines.cuda_graphs import batch_buckets
+
+    assert batch_buckets(1, 16) == [1, 2, 4, 8, 16]
+    assert batch_buckets(4, 12) == [4, 8, 12]  # a profile minimum above 1, a maximum not a power of two
+    assert batch_buckets(3, 3) == [3]
