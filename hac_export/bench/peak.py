@@ -105,12 +105,13 @@ def best_peak(*probes: dict) -> dict:
 
 
 GPU_PROBES = (("fp32", "float32", False), ("tf32", "float32", True), ("fp16", "float16", False),
-              ("bf16", "bfloat16", False))  #: (name, dtype, TF32 on) of the GPU peak probes
+              ("bf16", "bfloat16", False), ("int8", "int8", False))  #: (name, dtype, TF32 on) of the GPU probes
 
 
 def measure_gpu_peak(seconds: float = 1.0) -> dict:
     """GFLOP/s of ``torch.mm`` (8192²) on the current CUDA device per precision, timed with CUDA events:
-    FP32 with TF32 off, TF32, FP16, BF16 (``<name>_gflops``); ``peak_gflops`` is FP32's."""
+    FP32 with TF32 off, TF32, FP16, BF16, and INT8 (``torch._int_mm``, GOP/s) (``<name>_gflops``);
+    ``peak_gflops`` is FP32's."""
     import torch
 
     from hac_runtime.engines.cuda_graphs import tf32_mode
@@ -118,22 +119,28 @@ def measure_gpu_peak(seconds: float = 1.0) -> dict:
     n = 8192
     out = {}
     for name, dtype, tf32 in GPU_PROBES:
-        a = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
-        b = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
+        if dtype == "int8":
+            a = torch.randint(-127, 128, (n, n), device="cuda", dtype=torch.int8)
+            b = torch.randint(-127, 128, (n, n), device="cuda", dtype=torch.int8)
+            mm = torch._int_mm
+        else:
+            a = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
+            b = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
+            mm = torch.mm
         with tf32_mode(tf32):
             for _ in range(3):
-                a @ b
+                mm(a, b)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             best = float("inf")
             for _ in range(10):
                 start.record()
-                a @ b
+                mm(a, b)
                 end.record()
                 end.synchronize()
                 best = min(best, start.elapsed_time(end) / 1e3)
         out[f"{name}_gflops"] = round(2.0 * n ** 3 / best / 1e9, 1)
     out["peak_gflops"] = out["fp32_gflops"]
-    out["how"] = "torch.mm 8192², CUDA events; FP32 with TF32 off, TF32, FP16 and BF16 each probed"
+    out["how"] = "torch.mm 8192², CUDA events; FP32 with TF32 off, TF32, FP16, BF16 and INT8 (torch._int_mm) each probed"
     return out
 
 

@@ -11,7 +11,7 @@ LEGEND = """columns: MB artifact size · p50/p90/p99 ms latency of one batch (pe
 all runners interleaved) · GPU/H2D/D2H ms (on a GPU) p50 of the engine's compute, copy in and copy out, timed with
 CUDA events on the engine's own stream (eager: compute only, input already on the GPU) · clips/s, frames/s at p50 (a clip is k frames) · speedup p50 of eager over this row's
 p50 · % peak achieved FLOP/s over this machine's measured peak of the row's precision where one was probed (GPU:
-FP32 with TF32 off, TF32, FP16, BF16; CPU: FP32, BF16, INT8), else the FP32 peak ·
+FP32 with TF32 off, TF32, FP16, BF16, INT8; CPU: FP32, BF16, INT8), else the FP32 peak ·
 max abs largest logit error against eager FP32 on the parity clips · top-1 share of clips whose arg-max agrees
 (the full verdict, with cosine and logit_err_rel, is in each artifact's manifest)"""
 

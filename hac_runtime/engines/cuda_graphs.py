@@ -22,29 +22,50 @@ from contextlib import contextmanager
 from typing import Callable
 
 _TF32_LOCK = threading.RLock()
+_CAPTURE_LOCK = threading.Lock()  # torch: only one capture may be underway in a process at a time
+
+
+def _precision_knobs(torch) -> list | None:
+    """The FP32-precision settings of matmuls, cuDNN convolutions and cuDNN RNNs (torch's ``fp32_precision``
+    API; mixing it with the legacy ``allow_tf32`` flags can raise), or None on a torch that lacks it."""
+    b = torch.backends
+    if not hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
+        return None
+    return [b.cuda.matmul, b.cudnn.conv, b.cudnn.rnn]
 
 
 def tf32_state() -> dict:
-    """Whether TF32 is on now for CUDA matmuls and cuDNN convolutions (torch's process-wide flags)."""
+    """Whether TF32 is on now for CUDA matmuls and cuDNN convolutions (torch's process-wide settings)."""
     import torch
 
+    knobs = _precision_knobs(torch)
+    if knobs is not None:
+        return {"matmul": knobs[0].fp32_precision == "tf32", "cudnn": knobs[1].fp32_precision == "tf32"}
     return {"matmul": bool(torch.backends.cuda.matmul.allow_tf32), "cudnn": bool(torch.backends.cudnn.allow_tf32)}
 
 
 @contextmanager
 def tf32_mode(enabled: bool):
-    """TF32 on (True) or off for both matmuls and convolutions while the block runs; restored after."""
+    """TF32 on (True) or off for matmuls, convolutions and RNNs while the block runs; restored after."""
     import torch
 
+    knobs = _precision_knobs(torch)
     with _TF32_LOCK:
-        before = tf32_state()
-        torch.backends.cuda.matmul.allow_tf32 = enabled
-        torch.backends.cudnn.allow_tf32 = enabled
+        if knobs is not None:
+            before = [k.fp32_precision for k in knobs]
+            for k in knobs:
+                k.fp32_precision = "tf32" if enabled else "ieee"
+        else:
+            before = [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32]
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
         try:
             yield
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = before["matmul"]
-            torch.backends.cudnn.allow_tf32 = before["cudnn"]
+            if knobs is not None:
+                for k, value in zip(knobs, before):
+                    k.fp32_precision = value
+            else:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def tf32_label(enabled: bool) -> str:
@@ -61,9 +82,10 @@ class GraphBuckets:
     """One captured CUDA graph per batch bucket, replayed on ``stream``.
 
     ``make(bucket)`` returns ``(static_input, run)``: ``run()`` runs the backend once on ``static_input``
-    (on the current stream) and returns the output tensor. It is run once plainly (backends finish their
-    shape-dependent setup outside a capture), then captured. ``capture()`` returns None when every bucket
-    was captured, else the reason it stopped (the engine then runs plainly).
+    (on the current stream) and returns the output tensor; whatever ``run`` holds (a TensorRT context)
+    is kept alive with the graph. It is run once plainly (backends finish their shape-dependent setup
+    outside a capture), then captured. ``capture()`` returns None when every bucket was captured, else
+    the reason it stopped (the engine then runs plainly).
     """
 
     def __init__(self, stream, buckets: list[int], make: Callable[[int], tuple]):
@@ -72,20 +94,25 @@ class GraphBuckets:
         self._make = make
         self._graphs: dict[int, tuple] = {}
 
+    def covers(self, b: int) -> bool:
+        """Whether a batch of ``b`` has a bucket (larger ones run plainly)."""
+        return bool(self._graphs) and b <= self.buckets[-1]
+
     def capture(self) -> str | None:
         import torch
 
+        bucket = self.buckets[0]
         try:
-            for bucket in self.buckets:
-                static_input, run = self._make(bucket)
-                self.stream.wait_stream(torch.cuda.current_stream(self.stream.device))
-                with torch.cuda.stream(self.stream):
+            # The outer stream context restores the thread's stream even when a failed capture's exit raises.
+            with _CAPTURE_LOCK, torch.cuda.stream(self.stream):
+                for bucket in self.buckets:
+                    static_input, run = self._make(bucket)
                     run()
-                self.stream.synchronize()
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
-                    output = run()
-                self._graphs[bucket] = (graph, static_input, output)
+                    self.stream.synchronize()
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                        output = run()
+                    self._graphs[bucket] = (graph, static_input, output, run)
         except Exception as e:  # noqa: BLE001 - any capture failure means: run without graphs
             from hac_runtime.errors import one_line
 
@@ -94,25 +121,46 @@ class GraphBuckets:
         return None
 
     def replay(self, batch, b: int, mark=lambda i: None):
-        """Outputs of the first ``b`` rows of ``batch`` (a torch tensor on the device or a NumPy array).
+        """Launch the bucket of ``b`` on the engine's stream with the first ``b`` rows of ``batch`` (a torch
+        tensor on the device or a NumPy array); returns the output rows, ready once the stream is.
 
         ``mark(1)`` is called once the input is in, ``mark(2)`` once the graph is launched (stage events)."""
         import numpy as np
         import torch
 
         bucket = next(k for k in self.buckets if k >= b)
-        graph, static_input, output = self._graphs[bucket]
+        graph, static_input, output, _ = self._graphs[bucket]
         src = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
-        self.stream.wait_stream(torch.cuda.current_stream(self.stream.device))
         with torch.cuda.stream(self.stream):
             static_input[:b].copy_(src)
+            if src.is_cuda:  # the caller's tensor must outlive the copy queued on our stream
+                src.record_stream(self.stream)
             if b < bucket:
                 static_input[b:].zero_()
             mark(1)
             graph.replay()
             mark(2)
-        self.stream.synchronize()
         return output[:b]
 
     def clear(self) -> None:
         self._graphs.clear()
+
+
+def finish(out, stream, to_numpy: bool, mark=lambda i: None):
+    """The engine's output as the caller takes it, once ``stream`` has produced it: NumPy (copied out on
+    the engine's stream into pinned memory, one synchronisation) or a torch tensor (a copy the caller's
+    stream orders after the engine's). ``mark(3)`` is called after the copy out."""
+    import torch
+
+    with torch.cuda.stream(stream):
+        if to_numpy:
+            host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(out, non_blocking=True)
+            mark(3)
+            stream.synchronize()
+            return host.numpy()
+        result = out.float().clone()
+        mark(3)
+    torch.cuda.current_stream(out.device).wait_stream(stream)
+    result.record_stream(torch.cuda.current_stream(out.device))
+    return result

@@ -55,8 +55,10 @@ def load_exported_program(path, manifest: dict, device: str):
     return program.module()
 
 
-def load_aoti_package(path, manifest: dict, device: str):
-    """An AOTInductor package's runner; it only runs on the device kind it was compiled for."""
+def load_aoti_package(path, manifest: dict, device: str, single_threaded: bool = False):
+    """An AOTInductor package's runner; it only runs on the device kind it was compiled for.
+
+    ``single_threaded``: one model instance and no per-run completion event (needed under CUDA graphs)."""
     torch = import_torch()
     path = Path(path)
     compiled = (manifest.get("builder") or {}).get("device", "cpu")
@@ -67,7 +69,8 @@ def load_aoti_package(path, manifest: dict, device: str):
     if device == "cpu":  # importing cpp_extension warns "No CUDA runtime is found" on CPU boxes: not news here
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
-        runner = torch._inductor.aoti_load_package(str(path), device_index=index)
+        runner = torch._inductor.aoti_load_package(str(path), run_single_threaded=single_threaded,
+                                                   device_index=index)
     except Exception as e:  # noqa: BLE001
         first = one_line(e)[:160]
         raise HacError(f"{path}: not a loadable AOTInductor package ({first})") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from hac_runtime.engines.base import Engine, parse_device
-from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets, tf32_label, tf32_mode
+from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets, finish, tf32_label, tf32_mode
 from hac_runtime.engines.torch.loader import import_torch, load_aoti_package, load_exported_program, resolve_device
 from hac_runtime.errors import HacError
 
@@ -28,8 +28,10 @@ class TorchEngine(Engine):
         if self.format == "aoti" and kind == "auto":
             kind = (manifest.get("builder") or {}).get("device", "cpu")
         self.device = resolve_device(kind, index)
-        load = load_aoti_package if self.format == "aoti" else load_exported_program
-        self.module = load(self.artifact, manifest, self.device)
+        if self.format == "aoti":  # single-threaded: its per-run completion event cannot be captured in a graph
+            self.module = load_aoti_package(self.artifact, manifest, self.device, single_threaded=cuda_graph)
+        else:
+            self.module = load_exported_program(self.artifact, manifest, self.device)
         self.on_cuda = self.device.startswith("cuda")
         self.tf32 = bool((manifest.get("builder") or {}).get("tf32", False))
         self.graph_failure = None
@@ -82,25 +84,23 @@ class TorchEngine(Engine):
             with torch.inference_mode():
                 out = self._first(self.module(x.to(self.device)))
             return out.float().cpu().numpy() if from_numpy else out.to(batch.device)
+        b = int(x.shape[0])
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
         self._mark(0)
-        with tf32_mode(self.tf32):
-            if self._graphs is not None:
-                out = self._graphs.replay(x, int(x.shape[0]), self._mark)
-            else:
-                self.stream.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.cuda.stream(self.stream), torch.inference_mode():
-                    x = x.to(self.device, non_blocking=False)
-                    self._mark(1)
-                    out = self._first(self.module(x))
-                    self._mark(2)
-                self.stream.synchronize()
-        if from_numpy:
-            with torch.cuda.stream(self.stream):
-                result = out.float().cpu().numpy()
+        if self._graphs is not None and self._graphs.covers(b):
+            out = self._graphs.replay(x, b, self._mark)  # TF32 was fixed when the graph was captured
         else:
-            result = out.float().to(batch.device, copy=True)
-        self._mark(3)
-        return result
+            # The process-wide TF32 setting is held only while the kernels are launched, not while they run.
+            with torch.cuda.stream(self.stream), torch.inference_mode():
+                x = x.to(self.device)
+                if not from_numpy:  # the caller's tensor must outlive the work queued on our stream
+                    x.record_stream(self.stream)
+                self._mark(1)
+                with tf32_mode(self.tf32):
+                    out = self._first(self.module(x))
+                self._mark(2)
+        result = finish(out, self.stream, from_numpy, self._mark)
+        return result if from_numpy else result.to(batch.device)
 
     def close(self) -> None:
         if self._graphs is not None:

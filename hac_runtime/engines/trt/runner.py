@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from hac_runtime.engines.base import Engine, parse_device
-from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets
+from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets, finish
 from hac_runtime.engines.trt.loader import load_trt_engine, require_tensorrt
 from hac_runtime.errors import HacError, HacFailure
 
@@ -118,24 +118,18 @@ class TrtEngine(Engine):
         from_numpy = isinstance(batch, np.ndarray)
         if not from_numpy and batch.device != torch.device(self.device):
             raise HacError(f"{self.artifact.name}: input is on {batch.device}, the engine on {self.device}")
+        # Our stream waits for whatever produced the input on the caller's stream.
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
         self._mark(0)
-        if self._graphs is not None:
+        if self._graphs is not None and self._graphs.covers(b):
             logits = self._graphs.replay(batch, b, self._mark)  # copy in and replay on the engine's stream
         else:
             logits = self._run_plain(batch, b)
-        if from_numpy:
-            with torch.cuda.stream(self.stream):
-                out = logits.cpu().numpy()
-        else:
-            out = logits.clone()  # on the caller's stream: the engine's has finished
-        self._mark(3)
-        return out
+        return finish(logits, self.stream, from_numpy, self._mark)
 
     def _run_plain(self, batch, b: int):
         torch = self._torch
         staging, outputs = self._buffers_for(b)
-        # Our stream waits for whatever produced the input on the caller's stream.
-        self.stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self.stream):
             if isinstance(batch, np.ndarray):
                 staging.copy_(torch.from_numpy(np.ascontiguousarray(batch)))
@@ -145,14 +139,15 @@ class TrtEngine(Engine):
                 if src.data_ptr() % ALIGNMENT:  # a view into a larger tensor may start anywhere
                     staging.copy_(src)
                     src = staging
-        self._mark(1)
         self.context.set_input_shape(self.input_name, tuple(src.shape))
         self.context.set_tensor_address(self.input_name, src.data_ptr())
         for name, tensor in outputs.items():
             self.context.set_tensor_address(name, tensor.data_ptr())
+        self._mark(1)
         self._execute()
         self._mark(2)
-        self.stream.synchronize()
+        if src is not staging:  # the caller's tensor must outlive the work queued on our stream
+            src.record_stream(self.stream)
         return outputs[self.output_name]
 
     def close(self) -> None:
