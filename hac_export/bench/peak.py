@@ -99,7 +99,7 @@ def best_peak(*probes: dict) -> dict:
     for p in probes[1:]:
         for key, value in p.items():
             if key.endswith("_gflops"):
-                out[key] = max(out[key], value)
+                out[key] = max(out.get(key, value), value)
     out["probes"] = len(probes)
     return out
 
@@ -111,37 +111,44 @@ GPU_PROBES = (("fp32", "float32", False), ("tf32", "float32", True), ("fp16", "f
 def measure_gpu_peak(seconds: float = 1.0) -> dict:
     """GFLOP/s of ``torch.mm`` (8192²) on the current CUDA device per precision, timed with CUDA events:
     FP32 with TF32 off, TF32, FP16, BF16, and INT8 (``torch._int_mm``, GOP/s) (``<name>_gflops``);
-    ``peak_gflops`` is FP32's."""
+    ``peak_gflops`` is FP32's. A precision the GPU cannot run is recorded as ``<name>_missing``."""
+    out = {}
+    for name, dtype, tf32 in GPU_PROBES:
+        try:
+            out[f"{name}_gflops"] = _gpu_mm_gflops(8192, dtype, tf32)
+        except RuntimeError as e:  # a GPU without that precision's kernels: that probe is missing, not all
+            out[f"{name}_missing"] = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    out["peak_gflops"] = out["fp32_gflops"]
+    out["how"] = "torch.mm 8192², CUDA events; FP32 with TF32 off, TF32, FP16, BF16 and INT8 (torch._int_mm) each probed"
+    return out
+
+
+def _gpu_mm_gflops(n: int, dtype: str, tf32: bool) -> float:
+    """Best GFLOP/s of 10 timed ``n``² products in ``dtype`` (after 3 untimed), TF32 as given."""
     import torch
 
     from hac_runtime.engines.cuda_graphs import tf32_mode
 
-    n = 8192
-    out = {}
-    for name, dtype, tf32 in GPU_PROBES:
-        if dtype == "int8":
-            a = torch.randint(-127, 128, (n, n), device="cuda", dtype=torch.int8)
-            b = torch.randint(-127, 128, (n, n), device="cuda", dtype=torch.int8)
-            mm = torch._int_mm
-        else:
-            a = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
-            b = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
-            mm = torch.mm
-        with tf32_mode(tf32):
-            for _ in range(3):
-                mm(a, b)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            best = float("inf")
-            for _ in range(10):
-                start.record()
-                mm(a, b)
-                end.record()
-                end.synchronize()
-                best = min(best, start.elapsed_time(end) / 1e3)
-        out[f"{name}_gflops"] = round(2.0 * n ** 3 / best / 1e9, 1)
-    out["peak_gflops"] = out["fp32_gflops"]
-    out["how"] = "torch.mm 8192², CUDA events; FP32 with TF32 off, TF32, FP16, BF16 and INT8 (torch._int_mm) each probed"
-    return out
+    if dtype == "int8":
+        a = torch.randint(-127, 128, (n, n), device="cuda", dtype=torch.int8)
+        b = torch.randint(-127, 128, (n, n), device="cuda", dtype=torch.int8)
+        mm = torch._int_mm
+    else:
+        a = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
+        b = torch.randn(n, n, device="cuda", dtype=getattr(torch, dtype))
+        mm = torch.mm
+    with tf32_mode(tf32):
+        for _ in range(3):
+            mm(a, b)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        best = float("inf")
+        for _ in range(10):
+            start.record()
+            mm(a, b)
+            end.record()
+            end.synchronize()
+            best = min(best, start.elapsed_time(end) / 1e3)
+    return round(2.0 * n ** 3 / best / 1e9, 1)
 
 
 def peak_for(peak: dict, precision: str) -> float | None:

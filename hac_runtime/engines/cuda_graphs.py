@@ -46,7 +46,10 @@ def tf32_state() -> dict:
 
 @contextmanager
 def tf32_mode(enabled: bool):
-    """TF32 on (True) or off for matmuls, convolutions and RNNs while the block runs; restored after."""
+    """TF32 on (True) or off for matmuls, convolutions and RNNs while the block runs; restored after.
+
+    Inside the block torch's legacy readers (``allow_tf32``, ``get_float32_matmul_precision``) may raise,
+    as torch says when the two APIs are mixed; nothing here reads them."""
     import torch
 
     knobs = _precision_knobs(torch)
@@ -159,7 +162,7 @@ def finish(out, stream, to_numpy: bool, mark=lambda i: None):
             mark(3)
             stream.synchronize()
             return host.numpy()
-        result = out.float().clone()
+        result = out.to(torch.float32, copy=True)
         mark(3)
     torch.cuda.current_stream(out.device).wait_stream(stream)
     result.record_stream(torch.cuda.current_stream(out.device))

@@ -45,8 +45,10 @@ class TorchEngine(Engine):
             self._graphs = GraphBuckets(self.stream, batch_buckets(self.min_batch, top), self._graph_run)
             with torch.cuda.device(self.device), tf32_mode(self.tf32):
                 self.graph_failure = self._graphs.capture()
-            if self.graph_failure:
+            if self.graph_failure:  # plain runs: back to the thread-safe runner
                 self._graphs = None
+                if self.format == "aoti":
+                    self.module = load_aoti_package(self.artifact, manifest, self.device)
 
     @property
     def cuda_graph(self) -> bool:

@@ -151,6 +151,8 @@ class TrtEngine(Engine):
         return outputs[self.output_name]
 
     def close(self) -> None:
+        if self.stream is not None:
+            self.stream.synchronize()  # the buffers below are freed: nothing may still be using them
         if self._graphs is not None:
             self._graphs.clear()
         self._buffers.clear()
