@@ -6,6 +6,7 @@ ExportedProgram, AOTInductor's package metadata in the compiled one.
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import torch  # this module is imported only by the writers that use it
@@ -25,8 +26,6 @@ def mixed_precision(model, precision: str):
     """A copy of ``model`` whose ResNet trunk computes in ``precision`` (fp16/bf16): frames go in FP32 and are
     cast, the feature maps come back in FP32, so attention (eqs. 2–7), the GRU and the FC stay FP32 — the
     parts where half precision moves logits (saturating sigmoids, the GRU's recurrence)."""
-    import copy
-
     dtype = getattr(torch, HALF_DTYPES[precision])
     mixed = copy.deepcopy(model).eval()
     mixed.trunk = HalfTrunk(mixed.trunk, dtype)
@@ -47,8 +46,6 @@ class HalfTrunk(torch.nn.Module):
 
 def export_program(model, k: int, image_size: int, batch_max: int):
     """``torch.export`` of ``model`` (eval, CPU) with batch dynamic in ``[1, batch_max]``."""
-    import torch
-
     example = torch.randn(2, k, 3, image_size, image_size)
     batch = torch.export.Dim("batch", min=1, max=batch_max)
     try:
@@ -60,8 +57,6 @@ def export_program(model, k: int, image_size: int, batch_max: int):
 
 
 def save_program(program, path, manifest: dict) -> dict:
-    import torch
-
     core = {k: manifest[k] for k in CORE_KEYS if k in manifest}
     torch.export.save(program, str(path), extra_files={METADATA_FILE: json.dumps(core)})
     return {"exporter": "torch.export", "torch": torch.__version__, "device": "cpu"}
@@ -69,8 +64,6 @@ def save_program(program, path, manifest: dict) -> dict:
 
 def compile_aoti(program, path, manifest: dict, device: str = "cpu") -> dict:
     """AOTInductor-compile ``program`` for ``device`` (``cpu`` or ``cuda``) into the package ``path`` (``.pt2``)."""
-    import torch
-
     if device != "cpu":
         from torch.export.passes import move_to_device_pass
 

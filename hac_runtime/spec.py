@@ -37,6 +37,7 @@ class EngineSpec:
     package: str  #: the Python module it needs
     install: str  #: how to get it
     description: str
+    cuda_graphs: bool = False  #: can capture and replay CUDA graphs per batch bucket (on a CUDA device)
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,9 @@ ENGINES: dict[str, EngineSpec] = _table([
                "pip install -e '.[cpu]' (or '.[gpu]' for CUDA)", "ONNX Runtime"),
     EngineSpec("trt", "hac_runtime.engines.trt.runner:TrtEngine", ("cuda",), "tensorrt",
                "pip install -e '.[gpu,trt-cu12]' (or trt-cu13: the CUDA major of your torch) on a CUDA machine",
-               "TensorRT"),
+               "TensorRT", cuda_graphs=True),
     EngineSpec("torch", "hac_runtime.engines.torch.runner:TorchEngine", ("cpu", "cuda"), "torch",
-               "pip install torch", "PyTorch (torch.export, AOTInductor)"),
+               "pip install torch", "PyTorch (torch.export, AOTInductor)", cuda_graphs=True),
     EngineSpec("openvino", "hac_runtime.engines.openvino.runner:OpenVinoEngine", ("cpu",), "openvino",
                "pip install -e '.[openvino]'", "OpenVINO (CPU; optional)"),
     EngineSpec("triton", "hac_runtime.engines.triton.runner:TritonEngine", ("server",), "tritonclient",

@@ -27,7 +27,7 @@ from hac_runtime import spec
 from hac_runtime.errors import HacError
 
 MANIFEST_SCHEMA = "hac-manifest/1"
-CUDA_GRAPH_ENGINES = ("trt", "torch")  #: engines that can replay CUDA graphs (on a CUDA device)
+CUDA_GRAPH_ENGINES = tuple(n for n, e in spec.ENGINES.items() if e.cuda_graphs)  #: replay CUDA graphs (on CUDA)
 ENGINES = tuple(spec.ENGINES)
 REQUIRED = ("format", "precision", "status", "artifact", "classes", "preprocess", "input", "output",
             "source_sha256", "toolkit_version")

@@ -25,23 +25,22 @@ _TF32_LOCK = threading.RLock()
 _CAPTURE_LOCK = threading.Lock()  # torch: only one capture may be underway in a process at a time
 
 
-def _precision_knobs(torch) -> list | None:
-    """The FP32-precision settings of matmuls, cuDNN convolutions and cuDNN RNNs (torch's ``fp32_precision``
-    API; mixing it with the legacy ``allow_tf32`` flags can raise), or None on a torch that lacks it."""
+def _precision_knobs(torch) -> list[tuple]:
+    """``(settings object, attribute, on value, off value)`` of the FP32 precision of matmuls, cuDNN
+    convolutions and cuDNN RNNs: torch's ``fp32_precision`` API where it has one (mixing it with the legacy
+    ``allow_tf32`` flags can raise), else those flags. The first two are matmuls and convolutions."""
     b = torch.backends
-    if not hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
-        return None
-    return [b.cuda.matmul, b.cudnn.conv, b.cudnn.rnn]
+    if hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
+        return [(k, "fp32_precision", "tf32", "ieee") for k in (b.cuda.matmul, b.cudnn.conv, b.cudnn.rnn)]
+    return [(b.cuda.matmul, "allow_tf32", True, False), (b.cudnn, "allow_tf32", True, False)]
 
 
 def tf32_state() -> dict:
     """Whether TF32 is on now for CUDA matmuls and cuDNN convolutions (torch's process-wide settings)."""
     import torch
 
-    knobs = _precision_knobs(torch)
-    if knobs is not None:
-        return {"matmul": knobs[0].fp32_precision == "tf32", "cudnn": knobs[1].fp32_precision == "tf32"}
-    return {"matmul": bool(torch.backends.cuda.matmul.allow_tf32), "cudnn": bool(torch.backends.cudnn.allow_tf32)}
+    (matmul, m_attr, m_on, _), (conv, c_attr, c_on, _) = _precision_knobs(torch)[:2]
+    return {"matmul": getattr(matmul, m_attr) == m_on, "cudnn": getattr(conv, c_attr) == c_on}
 
 
 @contextmanager
@@ -54,25 +53,23 @@ def tf32_mode(enabled: bool):
 
     knobs = _precision_knobs(torch)
     with _TF32_LOCK:
-        if knobs is not None:
-            before = [k.fp32_precision for k in knobs]
-            for k in knobs:
-                k.fp32_precision = "tf32" if enabled else "ieee"
-        else:
-            before = [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32]
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+        before = [getattr(obj, attr) for obj, attr, _, _ in knobs]
+        for obj, attr, on, off in knobs:
+            setattr(obj, attr, on if enabled else off)
         try:
             yield
         finally:
-            if knobs is not None:
-                for k, value in zip(knobs, before):
-                    k.fp32_precision = value
-            else:
-                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+            for (obj, attr, _, _), value in zip(knobs, before):
+                setattr(obj, attr, value)
 
 
 def tf32_label(enabled: bool) -> str:
     return "TF32 on" if enabled else "TF32 off"
+
+
+def capture_failed_line(why: str) -> str:
+    """What an engine's ``providers`` say when its graphs could not be captured."""
+    return f"CUDA graphs off: capture failed ({why}), plain runs"
 
 
 def batch_buckets(min_batch: int, max_batch: int) -> list[int]:

@@ -10,6 +10,7 @@ the running one; by default it is ``sys.path``.
 """
 from __future__ import annotations
 
+import functools
 import re
 from importlib import metadata
 
@@ -27,6 +28,12 @@ def installed_distributions(path: list | None = None) -> set[str]:
     """Normalised names of the distributions installed in ``path`` (default: the running environment)."""
     found = metadata.distributions(path=path) if path is not None else metadata.distributions()
     return {_normal(d.metadata["Name"]) for d in found if d.metadata and d.metadata["Name"]}
+
+
+@functools.lru_cache(maxsize=1)
+def _running_distributions() -> frozenset:
+    """The running environment's distributions, read once per process (engines check them at every load)."""
+    return frozenset(installed_distributions())
 
 
 def torch_cuda_major() -> str | None:
@@ -47,7 +54,7 @@ def gpu_install(cuda_major: str | None = None) -> str:
 
 def check_ort_install(path: list | None = None) -> None:
     """Refuse an environment holding both ONNX Runtime builds (they overwrite each other's module)."""
-    names = installed_distributions(path)
+    names = installed_distributions(path) if path is not None else _running_distributions()
     if all(n in names for n in ORT_DISTRIBUTIONS):
         raise HacError("onnxruntime and onnxruntime-gpu are both installed and overwrite one another's module: "
                        "pip uninstall -y onnxruntime onnxruntime-gpu, then install one of them "

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from hac_runtime.engines.base import Engine, parse_device
-from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets, finish, tf32_label, tf32_mode
+from hac_runtime.engines.cuda_graphs import (GraphBuckets, batch_buckets, capture_failed_line, finish, tf32_label,
+                                             tf32_mode)
 from hac_runtime.engines.torch.loader import import_torch, load_aoti_package, load_exported_program, resolve_device
 from hac_runtime.errors import HacError
 
@@ -61,7 +62,7 @@ class TorchEngine(Engine):
             return [name]
         out = [name + ("+cudagraph" if self.cuda_graph else ""), f"CUDA, {tf32_label(self.tf32)}"]
         if self.graph_failure:
-            out.append(f"CUDA graphs off: capture failed ({self.graph_failure}), plain runs")
+            out.append(capture_failed_line(self.graph_failure))
         return out
 
     def _graph_run(self, bucket: int):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from hac_runtime.engines.base import Engine, parse_device
-from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets, finish
+from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets, capture_failed_line, finish
 from hac_runtime.engines.trt.loader import load_trt_engine, require_tensorrt
 from hac_runtime.errors import HacError, HacFailure
 
@@ -62,7 +62,7 @@ class TrtEngine(Engine):
     @property
     def providers(self) -> list[str]:
         if self.graph_failure:
-            return ["tensorrt", f"CUDA graphs off: capture failed ({self.graph_failure}), plain runs"]
+            return ["tensorrt", capture_failed_line(self.graph_failure)]
         return ["tensorrt+cudagraph" if self.cuda_graph else "tensorrt"]
 
     def _new_context(self):
