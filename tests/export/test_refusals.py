@@ -87,6 +87,8 @@ def test_calibration_pngs_not_from_hac_prepare_refused(tiny_ckpt, calib_dir, tmp
 
 @pytest.mark.parametrize("argv, words", [
     (["--format", "pt2", "--fp16"], ["--fp16 applies to onnx, trt"]),
+    (["--bf16"], ["--bf16 applies to aoti; --format onnx exports FP32 only"]),
+    (["--format", "pt2,onnx", "--bf16"], ["--bf16 applies to aoti; --format onnx,pt2 exports FP32 only"]),
     (["--format", "tflite"], ["unknown tflite"]),
     (["--batch", "8:4:16"], ["MIN <= OPT <= MAX"]),
     (["--batch", "big"], ["--batch"]),
