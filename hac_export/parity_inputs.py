@@ -46,7 +46,8 @@ def synthetic_clips(folder: Path | None, image_size: int, clips: int = SYNTH_CLI
         for label_dir in sorted(p for p in (work / "raw").iterdir() if p.is_dir()):
             videos = sorted(label_dir.glob("*.mp4"))
             if videos:
-                prepare(videos, work / "aligned" / label_dir.name, size=image_size, workers=1, progress=False)
+                prepare(videos, work / "aligned" / label_dir.name, size=image_size, workers=1, progress=False,
+                        faces="largest")
         try:
             os.replace(work / "aligned", final)
         except OSError:

@@ -22,8 +22,11 @@ from hac_runtime.faces.detectors import DEFAULT_DETECTOR, DETECTORS
               help="Processes [default: one per idle core, when the clips have frames enough to pay].")
 @click.option("--detect-every", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Run the detector every N frames, track landmarks in between.")
+@click.option("--faces", type=click.Choice(["all", "largest"]), default="all", show_default=True,
+              help="all: every face its own clip (OUT/<clip>.face0, .face1… when a source has several); "
+                   "largest: one face per source.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def prepare_cmd(inputs, out, detector, aligner, size, workers, detect_every, quiet):
+def prepare_cmd(inputs, out, detector, aligner, size, workers, detect_every, faces, quiet):
     """Faces from videos, frame folders, image lists (.txt) or images: detect, 68 landmarks, align (§4.2).
 
     Writes OUT/<clip>/NNNNN.png (NNNNN = source frame index) and OUT/faces.jsonl.
@@ -32,7 +35,7 @@ def prepare_cmd(inputs, out, detector, aligner, size, workers, detect_every, qui
     from hac_runtime.prepare import prepare
 
     summary = prepare(list(inputs), out, detector=detector, aligner=aligner, size=size, workers=workers,
-                      progress=not quiet, detect_every=detect_every)
+                      progress=not quiet, detect_every=detect_every, faces=faces)
     click.echo(summary.render(warnings=quiet))  # not quiet: the warnings were shown as they came
 
 

@@ -13,6 +13,15 @@ settings and whose faces are all there; partial folders of dead processes are
 removed. Worker processes die with the run (SIGTERM, SIGKILL or a crash of the
 parent): they never write into OUT after it.
 
+Every face of a source is its own clip (``faces="all"``, the default): faces are
+tracked across frames (``pipeline.faces.MultiFaceStage``, the runtime's), and each
+track with frames enough becomes ``<clip>.face0``, ``<clip>.face1``… in order of
+appearance (a source with one face keeps the plain ``<clip>``); ``faces="largest"``
+follows one face per source, the one overlapping the previous frame's, else the
+largest (training's dataset cache: a labelled clip is one subject). A face whose
+alignment quality (``faces.quality``) is below the threshold is listed in
+``faces.jsonl`` with its box, landmarks, ``quality`` and ``ok: false``, and gets no PNG.
+
 Clip names come from the input paths: the file or folder name, with as many
 parent folders as needed to tell inputs apart; a source already prepared in OUT
 keeps its name. A folder holding images is one clip when its names are a
@@ -33,7 +42,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +50,7 @@ import numpy as np
 from hac_runtime.atomic import atomic_path, check_output_dir
 from hac_runtime.errors import HacError, HacFailure, program
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR
+from hac_runtime.faces.quality import MIN_QUALITY
 from hac_runtime.media import (LIST_EXTS, VIDEO_EXTS, image_files, is_frame_sequence, natural_key, open_source,
                                read_image_list)
 
@@ -49,6 +59,11 @@ MARKER = ".done.json"
 FACES = "faces.jsonl"
 PARTIAL = ".partial"
 PARTIAL_RE = re.compile(r"^\.(?P<clip>.+)\.partial(?:-(?P<pid>\d+))?$")
+FACE_MODES = ("all", "largest")
+# faces="all": a track is a clip when it has good faces on >= this share of the source's frames (a photo: its one
+# frame). Shorter tracks are mostly false detections that come and go (the HOG detector's on the astronaut's mission
+# patch: on 1-2 frames at a time); one that persists longer becomes a clip like a face.
+MIN_TRACK_SHARE = 0.25
 
 
 @dataclass
@@ -77,21 +92,28 @@ class PrepareSummary:
     seconds: float = 0.0
     workers: int = 1
 
-    frames = property(lambda self: sum(c.frames for c in self.clips))
+    def _per_source(self) -> list[ClipSummary]:
+        """One clip per source (a multi-face source's clips share its frames)."""
+        return list({c.source: c for c in self.clips}.values())
+
+    frames = property(lambda self: sum(c.frames for c in self._per_source()))
     faces = property(lambda self: sum(c.faces for c in self.clips))
-    no_face = property(lambda self: sum(c.no_face for c in self.clips))
+    no_face = property(lambda self: sum(c.no_face for c in self.clips))  # per clip: frames without its face
     skipped = property(lambda self: sum(c.skipped for c in self.clips))
 
     def render(self, warnings: bool = True) -> str:
         """A few lines for people: the totals, the failed inputs, and (``warnings``) the clips' warnings."""
         done = f" ({self.skipped} already done)" if self.skipped else ""
-        n = len(self.clips)
-        lines = [f"{n} clip{'s' if n != 1 else ''}{done} in {self.out}: {self.frames} frames, {self.faces} faces "
-                 f"found, {self.no_face} frames without a face"]
+        n, sources = len(self.clips), len(self._per_source())
+        of = f" of {sources} source{'s' if sources != 1 else ''}" if sources != n else ""
+        line = f"{n} clip{'s' if n != 1 else ''}{of}{done} in {self.out}: {self.frames} frames, {self.faces} faces found"
+        if sources == n:
+            line += f", {self.no_face} frames without a face"
+        lines = [line]
         if self.failed:
             lines.append(f"{len(self.failed)} input(s) could not be used:")
             lines += [f"  {why}" for _, why in self.failed]
-        notes = [w for c in self.clips if not c.skipped for w in c.warnings] if warnings else []
+        notes = list(dict.fromkeys(w for c in self.clips if not c.skipped for w in c.warnings)) if warnings else []
         if notes:
             lines.append("warnings:")
             lines += [f"  {w}" for w in notes]
@@ -99,11 +121,12 @@ class PrepareSummary:
 
 
 # ---- one clip -------------------------------------------------------------------------------------------------------
-def settings_of(processor) -> dict:
+def settings_of(processor, faces: str = "largest") -> dict:
     """The settings that make prepared faces differ: a clip prepared with others is redone."""
     d = processor.detector
     return {"detector": d.name, "max_side": d.max_side, "upsample": d.upsample, "aligner": processor.aligner.name,
-            "size": processor.size, "detect_every": processor.detect_every}
+            "size": processor.size, "detect_every": processor.detect_every, "min_quality": MIN_QUALITY,
+            "faces": faces}
 
 
 def fingerprint(source) -> dict:
@@ -193,8 +216,11 @@ def remove_stale_partials(out: Path) -> int:
 
 def face_record(clip: str, ff, file: str | None = None) -> dict:
     """One ``faces.jsonl`` line for a ``FaceFrame`` (``file``: the image it came from, where there is one)."""
-    rec = {"clip": clip, "frame": int(ff.frame), "box": list(ff.box) if ff.ok else None,
-           "landmarks": np.round(ff.landmarks.astype(np.float64), 1).tolist() if ff.ok else None, "ok": bool(ff.ok)}
+    found = ff.landmarks is not None  # a face of low quality keeps its box and landmarks, with ok false
+    rec = {"clip": clip, "frame": int(ff.frame), "box": list(ff.box) if found else None,
+           "landmarks": np.round(ff.landmarks.astype(np.float64), 1).tolist() if found else None, "ok": bool(ff.ok)}
+    if ff.quality is not None:
+        rec["quality"], rec["yaw"] = ff.quality.quality, ff.quality.yaw
     if file is not None:
         rec["file"] = file
     return rec
@@ -213,7 +239,7 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
     fp, settings = fingerprint(source), settings_of(processor)
     marker = done_marker(out_dir, fp, settings)
     if marker:
-        return ClipSummary(name, fp["path"], marker["frames"], marker["faces"], marker.get("warnings", []), True)
+        return skipped_summary(marker)
     src = open_source(source)
     tmp = out_dir.parent / f".{out_dir.name}{PARTIAL}-{os.getpid()}"  # this process's own: no other writes here
     shutil.rmtree(tmp, ignore_errors=True)
@@ -259,6 +285,144 @@ def _commit(tmp: Path, out_dir: Path) -> None:
     os.replace(tmp, out_dir)
     _fsync_dir(out_dir.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare_source(source, out: Path, name: str, processor, faces: str = "all", on_frames=None) -> list[ClipSummary]:
+    """Prepare one source into ``out``: one clip (``faces="largest"``, ``OUT/<name>``) or one per face track
+    (``"all"``: ``OUT/<name>`` when it has one face, else ``OUT/<name>.face0``…). Skipped when done."""
+    if faces == "largest":
+        clip = prepare_clip(source, out / name, processor, name, on_frames)
+        _remove_others(out, name, [name])
+        return [clip]
+    if faces not in FACE_MODES:
+        raise HacError(f"unknown faces mode {faces!r}; choose one of {', '.join(FACE_MODES)}")
+    fp, settings = fingerprint(source), settings_of(processor, faces)
+    done = done_group(out, name, fp, settings)
+    if done is not None:
+        return [skipped_summary(m) for m in done]
+    return _prepare_tracks(source, out, name, processor, fp, settings, on_frames)
+
+
+def skipped_summary(marker: dict) -> ClipSummary:
+    """The summary of a clip an earlier run finished, from its marker."""
+    return ClipSummary(marker["clip"], marker["source"]["path"], marker["frames"], marker["faces"],
+                       marker.get("warnings", []), skipped=True)
+
+
+def group_of(out: Path, name: str) -> list[Path]:
+    """The clip folders a source named ``name`` left in ``out``: ``name`` and ``name.faceN``."""
+    pattern = re.compile(re.escape(name) + r"\.face\d+")
+    try:
+        return sorted([d for d in out.iterdir() if d.is_dir() and (d.name == name or pattern.fullmatch(d.name))],
+                      key=lambda d: natural_key(d.name))
+    except OSError:
+        return []
+
+
+def done_group(out: Path, name: str, source_fp: dict, settings: dict) -> list[dict] | None:
+    """The markers of every clip of source ``name`` when all are finished with this source and settings, else None."""
+    for first in (out / name, out / f"{name}.face0"):
+        m = done_marker(first, source_fp, settings)
+        if m:
+            group = m.get("group") or [m["clip"]]
+            markers = [done_marker(out / g, source_fp, settings) for g in group]
+            return markers if all(markers) else None
+    return None
+
+
+def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings: dict, on_frames) -> list[ClipSummary]:
+    """faces="all": every face track its own clip (module doc), all written under one partial folder first."""
+    import cv2
+
+    from hac_runtime.pipeline.faces import MultiFaceStage
+
+    src = open_source(source)
+    tmp = out / f".{name}{PARTIAL}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    stage = MultiFaceStage(processor, processor.aligner.name, processor.size, processor.detect_every)
+    tracks: dict[int, dict] = {}  # id → {"lines": {frame: record}, "good": n, "first": frame, "x": box x}
+    frames: list[tuple[int, str | None]] = []
+    pending = 0
+    try:
+        with src:
+            for index, bgr in src:
+                file = src.file_of(index)
+                frames.append((index, file))
+                found, _ = stage.step(index, bgr)
+                for f in found:
+                    t = tracks.setdefault(f.track, {"lines": {}, "good": 0, "first": index, "x": f.box[0]})
+                    folder = tmp / f"t{f.track}"
+                    if f.ok:
+                        folder.mkdir(exist_ok=True)
+                        png = folder / f"{index:05d}.png"
+                        crop = np.ascontiguousarray(np.asarray(f.aligned_rgb)[..., ::-1])
+                        if not cv2.imwrite(str(png), crop):
+                            raise HacFailure(f"{png}: cannot write the aligned face")
+                        t["good"] += 1
+                    t["lines"][index] = f
+                pending += 1
+                if on_frames and pending >= 8:
+                    on_frames(pending)
+                    pending = 0
+            warnings = list(src.warnings)
+        if on_frames and pending:
+            on_frames(pending)
+        need = max(1, int(np.ceil(MIN_TRACK_SHARE * len(frames))))
+        kept = [i for i, t in tracks.items() if t["good"] >= need]
+        if len(kept) < len(tracks):
+            warnings.append(f"{name}: {len(tracks) - len(kept)} face track(s) with good faces on fewer than {need} "
+                            f"of {len(frames)} frames not kept as clips")
+        if not kept and tracks:  # no clip of a face: the source's clip lists its best track's faces, all ok false
+            best = max(tracks, key=lambda i: (tracks[i]["good"], len(tracks[i]["lines"])))
+            shutil.rmtree(tmp / f"t{best}", ignore_errors=True)
+            tracks[best]["good"] = 0
+            tracks[best]["lines"] = {i: replace(f, aligned_rgb=None) for i, f in tracks[best]["lines"].items()}
+            kept = [best]
+        kept.sort(key=lambda i: (tracks[i]["first"], tracks[i]["x"]))
+        names = [name] if len(kept) <= 1 else [f"{name}.face{j}" for j in range(len(kept))]
+        summaries = []
+        for clip, tid in zip(names, kept or [None]):
+            folder = tmp / (f"t{tid}" if tid is not None else "none")
+            folder.mkdir(exist_ok=True)
+            lines = tracks[tid]["lines"] if tid is not None else {}
+            summary = ClipSummary(clip, fp["path"], len(frames), tracks[tid]["good"] if tid is not None else 0,
+                                  list(warnings))
+            with open(folder / FACES, "w") as jl:
+                for index, file in frames:
+                    jl.write(json.dumps(face_record(clip, _frame_of(index, lines.get(index)), file)) + "\n")
+            summaries.append(summary)
+        for clip, tid, summary in zip(names, kept or [None], summaries):
+            folder = tmp / (f"t{tid}" if tid is not None else "none")
+            m = {"format": FORMAT, "clip": clip, "source": fp, "settings": settings, "frames": summary.frames,
+                 "faces": summary.faces, "warnings": summary.warnings, "base": name, "group": names}
+            _fsync_tree(folder)
+            with open(folder / MARKER, "w") as f:
+                f.write(json.dumps(m, indent=2) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        _remove_others(out, name, names)
+        for clip, tid in zip(names, kept or [None]):
+            _commit(tmp / (f"t{tid}" if tid is not None else "none"), out / clip)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summaries
+
+
+def _remove_others(out: Path, name: str, names: list[str]) -> None:
+    """Remove the clips an earlier run made of source ``name`` (other faces mode) that are not ``names``."""
+    for old in group_of(out, name):
+        if old.name not in names:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _frame_of(index: int, face):
+    """A ``FaceFrame``-shaped record of a tracked face (or of its absence) for ``face_record``."""
+    from types import SimpleNamespace
+
+    if face is None:
+        return SimpleNamespace(frame=index, box=None, landmarks=None, ok=False, quality=None)
+    return SimpleNamespace(frame=index, box=face.box, landmarks=face.landmarks, ok=face.ok, quality=face.quality)
 
 
 # ---- inputs → named clips ------------------------------------------------------------------------------------------
@@ -382,6 +546,16 @@ def existing_clips(out: Path) -> dict[str, str]:
     return found
 
 
+def existing_sources(out: Path) -> dict[str, str]:
+    """The names sources were given in ``out`` (a multi-face source's clips share one): name → source path."""
+    found = {}
+    if out.is_dir():
+        for d in out.iterdir():
+            if d.is_dir() and not d.name.startswith(".") and (m := read_marker(d)):
+                found[m.get("base", d.name)] = m["source"]["path"]
+    return found
+
+
 def write_faces_jsonl(out: Path) -> int:
     """``OUT/faces.jsonl`` from every finished clip in ``out`` (clips in name order), atomically; returns lines."""
     n = 0
@@ -425,10 +599,10 @@ def _worker_init(options: dict, queue, parent: int) -> None:
     _WORKER["queue"] = queue
 
 
-def _worker_clip(source: str, out_dir: str, name: str):
+def _worker_source(source: str, out: str, name: str, faces: str):
     q = _WORKER["queue"]
     try:
-        return prepare_clip(source, out_dir, _WORKER["processor"], name, on_frames=lambda n: q.put((name, n)))
+        return prepare_source(source, Path(out), name, _WORKER["processor"], faces, on_frames=lambda n: q.put((name, n)))
     except HacError as e:
         return str(e)
 
@@ -484,10 +658,12 @@ def auto_workers(sources) -> int:
 
 def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "sequence", size: int = 224,
             workers: int | None = None, progress: bool = True, detect_every: int = 1,
-            folders_are_clips: bool = False) -> PrepareSummary:
+            folders_are_clips: bool = False, faces: str = "all") -> PrepareSummary:
     """Prepare every clip of ``inputs`` into ``out`` (see the module doc); HacError when nothing could be used."""
     from hac_runtime.faces import ALIGNERS, DETECTORS
 
+    if faces not in FACE_MODES:
+        raise HacError(f"unknown faces mode {faces!r}; choose one of {', '.join(FACE_MODES)}")
     if detector not in DETECTORS:
         raise HacError(f"unknown face detector {detector!r}; choose one of {', '.join(DETECTORS)}")
     if aligner not in ALIGNERS:
@@ -501,18 +677,21 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
     out = check_output_dir(Path(out), "prepared faces")
     t0 = time.perf_counter()
     options = {"detector": detector, "aligner": aligner, "size": size, "detect_every": detect_every}
-    settings = _settings(options)
+    settings = {**_settings(options), "faces": faces}
     sources, failed = collect_clips(inputs, folders_are_clips)
-    names = clip_names(sources, existing_clips(out))
+    names = clip_names(sources, existing_sources(out))
     summary = PrepareSummary(out, failed=failed)
-    results: dict[str, ClipSummary] = {}
+    results: dict[str, list[ClipSummary]] = {}  # source name → its clips
     jobs = []
     remove_stale_partials(out)
     for src, name in zip(sources, names):
-        marker = done_marker(out / name, fingerprint(src), settings)
-        if marker:
-            results[name] = ClipSummary(name, marker["source"]["path"], marker["frames"], marker["faces"],
-                                        marker.get("warnings", []), skipped=True)
+        fp = fingerprint(src)
+        if faces == "all":
+            markers = done_group(out, name, fp, settings)
+        else:
+            markers = [m] if (m := done_marker(out / name, fp, settings)) else None
+        if markers:
+            results[name] = [skipped_summary(m) for m in markers]
         else:
             jobs.append((src, name))
     summary.workers = min(workers or auto_workers([src for src, _ in jobs]), max(1, len(jobs)))
@@ -525,10 +704,10 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
         out.mkdir(parents=True, exist_ok=True)
         with _Progress(console, len(jobs)) as bar:
             if summary.workers == 1:
-                _run_serial(jobs, out, options, bar, results, summary, report)
+                _run_serial(jobs, out, options, faces, bar, results, summary, report)
             else:
-                _run_parallel(jobs, out, options, summary.workers, bar, results, summary, report)
-    summary.clips = [results[n] for n in names if n in results]
+                _run_parallel(jobs, out, options, faces, summary.workers, bar, results, summary, report)
+    summary.clips = [c for n in names for c in results.get(n, [])]
     if summary.clips:
         write_faces_jsonl(out)
     summary.seconds = time.perf_counter() - t0
@@ -550,9 +729,9 @@ def _settings(options: dict) -> dict:
 
 
 def _record(result, src, name, bar, results, summary, report):
-    if isinstance(result, ClipSummary):
+    if isinstance(result, list):
         results[name] = result
-        for w in result.warnings:
+        for w in dict.fromkeys(w for c in result for w in c.warnings):  # a source's clips share its warnings
             report.warning(w)
         bar.clip_done(name, result)
     else:
@@ -561,19 +740,19 @@ def _record(result, src, name, bar, results, summary, report):
         bar.clip_done(name, None)
 
 
-def _run_serial(jobs, out, options, bar, results, summary, report):
+def _run_serial(jobs, out, options, faces, bar, results, summary, report):
     from hac_runtime.faces import FaceProcessor
 
     processor = FaceProcessor(**options)
     for src, name in jobs:
         try:
-            result = prepare_clip(src, out / name, processor, name, on_frames=lambda n: bar.frames(name, n))
+            result = prepare_source(src, out, name, processor, faces, on_frames=lambda n: bar.frames(name, n))
         except HacError as e:
             result = str(e)
         _record(result, src, name, bar, results, summary, report)
 
 
-def _run_parallel(jobs, out, options, workers, bar, results, summary, report):
+def _run_parallel(jobs, out, options, faces, workers, bar, results, summary, report):
     import multiprocessing as mp
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -582,7 +761,7 @@ def _run_parallel(jobs, out, options, workers, bar, results, summary, report):
     q = ctx.Queue()
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(options, q, os.getpid()))
     try:
-        pending = {pool.submit(_worker_clip, str(src), str(out / name), name): (src, name) for src, name in jobs}
+        pending = {pool.submit(_worker_source, str(src), str(out), name, faces): (src, name) for src, name in jobs}
         while pending:
             done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(q, bar, queue_mod)
@@ -655,13 +834,14 @@ class _Progress:
             self.counted[clip] = self.counted.get(clip, 0) + n
             self._show()
 
-    def clip_done(self, name: str, clip: ClipSummary | None) -> None:
+    def clip_done(self, name: str, clips: list[ClipSummary] | None) -> None:
+        """A source is done (its clips; None when it failed)."""
         if self.progress is not None:
             self.progress.advance(self.task)
         self.counted[name] = None
-        if clip is not None:
-            self.done_frames += clip.frames
-            self.done_faces += clip.faces
+        if clips:
+            self.done_frames += clips[0].frames  # a source's clips share its frames
+            self.done_faces += sum(c.faces for c in clips)
         self._show()
 
     def _show(self):

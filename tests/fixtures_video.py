@@ -107,3 +107,45 @@ def write_blank_video(path, n_frames: int = 6, size=(320, 240), fps: float = 10.
         g = ((x + 20 * i) % 256).astype(np.uint8)
         writer.write(cv2.merge([g, 255 - g, g // 2]))
     writer.release()
+
+
+GROUP = (("obama.jpg", 120), ("biden.jpg", 110), ("astronaut", 100), ("hopper", 95), ("obama2.jpg", 90),
+         ("obama.jpg", 52))  # (photo, face width in px): five people side by side and one further back
+
+
+def hopper_bgr() -> np.ndarray:
+    """Grace Hopper (matplotlib's sample data; U.S. Navy photograph, public domain)."""
+    import matplotlib
+
+    return cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"), cv2.IMREAD_COLOR)
+
+
+def group_photo(faces=GROUP, size=(1280, 720), seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A group photo made of the real photos: each face cut out (2× its box) and pasted at its width on a
+    ``size`` canvas, left to right, the last ones smaller ("further back"). Returns the image and the true face
+    boxes (dlib HOG's box of each photo's face, moved with it), in the order of ``faces``."""
+    import dlib
+
+    hog = dlib.get_frontal_face_detector()
+    rng = np.random.default_rng(seed)
+    canvas = np.full((size[1], size[0], 3), 0, np.uint8)
+    canvas[:] = np.linspace(70, 150, size[0], dtype=np.uint8)[None, :, None]  # a plain wall
+    boxes, x = [], 20
+    for name, width in faces:
+        img = hopper_bgr() if name == "hopper" else photo(name)
+        rects = hog(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), 0)
+        r = max(rects, key=lambda r: r.width())
+        bx, by, bw = r.left(), r.top(), r.width()
+        s = width / bw
+        x0, y0 = max(0, int(bx - 0.5 * bw)), max(0, int(by - 0.5 * bw))
+        x1, y1 = min(img.shape[1], int(bx + 1.5 * bw)), min(img.shape[0], int(by + 1.6 * bw))
+        cut = cv2.resize(img[y0:y1, x0:x1], (round((x1 - x0) * s), round((y1 - y0) * s)), interpolation=cv2.INTER_AREA)
+        far = width < 70
+        top = int(rng.integers(60, 120)) if not far else int(rng.integers(20, 60))
+        ch, cw = cut.shape[:2]
+        if x + cw > size[0] or top + ch > size[1]:
+            raise ValueError(f"group_photo: {name} at {width} px does not fit the {size} canvas")
+        canvas[top:top + ch, x:x + cw] = cut
+        boxes.append((round(x + (bx - x0) * s), round(top + (by - y0) * s), round(bw * s), round(bw * s)))
+        x += cw + 8
+    return canvas, boxes

@@ -55,8 +55,11 @@ class FaceDetector:
     # (dx, dy, scale): centre shift in box widths and size factor that map this detector's
     # boxes onto dlib HOG's (measured: benchmarks/faces.py --calibrate).
     box_adjust = (0.0, 0.0, 1.0)
+    #: frames larger than this are detected at reduced size (per detector: its cost grows with the area)
+    default_max_side = 640
 
-    def __init__(self, max_side: int = 640, upsample: int = 0):
+    def __init__(self, max_side: int | None = None, upsample: int = 0):
+        max_side = max_side or self.default_max_side
         if max_side < 32:
             raise HacError(f"max_side must be >= 32, got {max_side}")
         self.max_side = max_side
@@ -92,7 +95,7 @@ class HaarDetector(FaceDetector):
     name = "haar"
     box_adjust = (0.0, 0.10, 0.93)
 
-    def __init__(self, max_side: int = 640, upsample: int = 0, scale_factor: float = 1.1, min_neighbors: int = 5,
+    def __init__(self, max_side: int | None = None, upsample: int = 0, scale_factor: float = 1.1, min_neighbors: int = 5,
                  cascade: str = "haarcascade_frontalface_default.xml"):
         import cv2
 
@@ -115,11 +118,15 @@ class HaarDetector(FaceDetector):
 
 
 class HogDetector(FaceDetector):
-    """dlib's HOG + linear SVM frontal-face detector (faces from about 80 px; ``upsample=1`` for 40 px)."""
+    """dlib's HOG + linear SVM frontal-face detector (faces from about 50 px; ``upsample=1`` for 25 px).
+
+    Frames up to 1280 px are searched at full size: at 640 a 720p group photo kept 1 of its 6 faces
+    (50–120 px wide), at 1280 all 6 (benchmarks/faces.md)."""
 
     name = "hog"
+    default_max_side = 1280
 
-    def __init__(self, max_side: int = 640, upsample: int = 0):
+    def __init__(self, max_side: int | None = None, upsample: int = 0):
         super().__init__(max_side, upsample)
         self.detector = frontal_face_detector()
 
@@ -134,7 +141,7 @@ class CnnDetector(FaceDetector):
     name = "cnn"
     box_adjust = (0.03, 0.075, 1.02)
 
-    def __init__(self, max_side: int = 640, upsample: int = 0):
+    def __init__(self, max_side: int | None = None, upsample: int = 0):
         import dlib
 
         super().__init__(max_side, upsample)

@@ -19,14 +19,16 @@ import numpy as np
 
 from hac_runtime.boxes import iou
 from hac_runtime.errors import HacError
-from hac_runtime.faces.align import FaceAligner, make_aligner, similarity_transform
+from hac_runtime.faces.align import FaceAligner, make_aligner, similarity_transform, warp_face
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR, Box, FaceDetector, _gray, make_detector
 from hac_runtime.faces.landmarks import STABLE, LandmarkPredictor, box_from_landmarks, interocular
+from hac_runtime.faces.quality import AlignmentQuality, assess
 
 
 @dataclass
 class FaceFrame:
-    """One frame's face: ``ok`` False (and the rest None) when no face was found."""
+    """One frame's face. ``ok`` False: no face was found (box, landmarks, quality None), or its alignment
+    is below ``faces.quality.MIN_QUALITY`` (box, landmarks and quality kept; no aligned crop)."""
 
     frame: int
     box: Box | None
@@ -34,6 +36,7 @@ class FaceFrame:
     aligned: np.ndarray | None      # (size, size, 3) uint8 BGR
     ok: bool
     tracked: bool = False           # landmarks came from tracking, not from a detection on this frame
+    quality: AlignmentQuality | None = None
 
 
 class FaceProcessor:
@@ -145,6 +148,19 @@ class FaceProcessor:
         """The aligned face crop (BGR uint8) with this processor's aligner."""
         return self.aligner.align(bgr, landmarks)
 
+    @staticmethod
+    def align_assessed(aligner: FaceAligner, bgr: np.ndarray, landmarks: np.ndarray
+                       ) -> tuple[np.ndarray, AlignmentQuality]:
+        """The crop of ``aligner`` and its quality (``faces.quality``). A sequence aligner whose reference
+        would come from a bad frame is reset, so the clip's first *good* frame sets it (§4.2)."""
+        fresh = getattr(aligner, "reference", False) is None
+        matrix = aligner.matrix(landmarks)
+        crop = warp_face(bgr, matrix, aligner.size)
+        quality = assess(bgr, landmarks, matrix, aligner.size)
+        if fresh and not quality.ok:
+            aligner.reset()
+        return crop, quality
+
     # ---- sequences ---------------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the tracked face and the sequence reference: the next frame starts a new clip."""
@@ -171,7 +187,11 @@ class FaceProcessor:
         box, lm = found
         self._last = lm
         self._since_detect += 1
-        return FaceFrame(index, tuple(int(v) for v in box), lm, self.aligner.align(bgr, lm), True, tracked)
+        crop, quality = self.align_assessed(self.aligner, bgr, lm)
+        box = tuple(int(v) for v in box)
+        if not quality.ok:
+            return FaceFrame(index, box, lm, None, False, tracked, quality)
+        return FaceFrame(index, box, lm, crop, True, tracked, quality)
 
     def process(self, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[FaceFrame]:
         """One ``FaceFrame`` per ``(index, bgr)`` of one clip (e.g. a ``FrameSource``); resets first."""

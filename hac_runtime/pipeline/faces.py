@@ -4,6 +4,12 @@ Built from the single-frame steps of ``FaceProcessor`` (§4.2). Each track keeps
 its own ``SequenceAligner`` (the paper's reference is the track's first good
 frame) and its last landmarks; between detections every live track is followed
 from its landmarks, and a frame where a track is lost runs the detector instead.
+Every face gets its alignment quality (``faces.quality``); one below the threshold
+keeps its box and track but no aligned crop, so no clip is fed with it. The
+frontal score, the costly part (~1.5 ms), is measured on frames where the detector
+ran and kept for the track's tracked frames (tracking itself confirms a frontal
+face with a local HOG search); the crop's share outside the frame and the yaw are
+measured on every frame.
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hac_runtime.faces import FaceProcessor, make_aligner
+from hac_runtime.faces.align import warp_face
+from hac_runtime.faces.quality import AlignmentQuality, frontal_score, head_yaw, outside_fraction, quality_of
 from hac_runtime.pipeline.tracker import FaceTracker, Track
 
 
@@ -21,7 +29,14 @@ from hac_runtime.pipeline.tracker import FaceTracker, Track
 class TrackedFace:
     track: int
     box: tuple
-    aligned_rgb: object  # (S, S, 3) uint8: NumPy, or a torch tensor on the warper's device
+    aligned_rgb: object  # (S, S, 3) uint8: NumPy, or a torch tensor on the warper's device; None when ``not ok``
+    landmarks: np.ndarray | None = None  # (68, 2) frame pixels
+    quality: AlignmentQuality | None = None
+    tracked: bool = False  # followed from the previous frame's landmarks, not detected on this one
+
+    @property
+    def ok(self) -> bool:
+        return self.aligned_rgb is not None
 
 
 class MultiFaceStage:
@@ -37,7 +52,8 @@ class MultiFaceStage:
         self._since_detect = self.detect_every
         self.seconds: dict[str, float] = defaultdict(float)  # per stage: detect, track, landmarks, align
 
-    def _found(self, bgr: np.ndarray) -> list[tuple[tuple, np.ndarray]]:
+    def _found(self, bgr: np.ndarray) -> tuple[list[tuple[tuple, np.ndarray]], bool]:
+        """(box, landmarks) of every face, and whether they were tracked rather than detected."""
         live = [t for t in self.tracker.tracks.values() if t.missed == 0 and "landmarks" in t.data]
         clock = time.perf_counter
         if live and self._since_detect < self.detect_every:
@@ -46,7 +62,7 @@ class MultiFaceStage:
             self.seconds["track"] += clock() - t0
             if all(f is not None for f in followed):
                 self._since_detect += 1
-                return followed
+                return followed, True
         self._since_detect = 1
         t0 = clock()
         boxes = self.processor.detect(bgr)
@@ -54,10 +70,20 @@ class MultiFaceStage:
         found = [(box, self.processor.landmarks_for(bgr, box)) for box in boxes]
         self.seconds["detect"] += t1 - t0
         self.seconds["landmarks"] += clock() - t1
-        return found
+        return found, False
+
+    def _quality(self, t: Track, bgr: np.ndarray, lm: np.ndarray, matrix: np.ndarray, tracked: bool
+                 ) -> AlignmentQuality:
+        t0 = time.perf_counter()
+        if not tracked or "frontal" not in t.data:
+            t.data["frontal"] = frontal_score(bgr, lm)
+        frontal, outside, yaw = t.data["frontal"], outside_fraction(matrix, self.size, bgr.shape), head_yaw(lm)
+        self.seconds["quality"] += time.perf_counter() - t0
+        return AlignmentQuality(round(quality_of(frontal, outside, yaw), 4), round(frontal, 3), round(outside, 3),
+                                round(yaw, 1))
 
     def step(self, index: int, bgr: np.ndarray) -> tuple[list[TrackedFace], list[Track]]:
-        found = self._found(bgr)
+        found, tracked = self._found(bgr)
         tracks, closed = self.tracker.update(index, [tuple(float(v) for v in box) for box, _ in found])
         faces = []
         frame_t = self.warper.upload(bgr) if self.warper is not None and found else None
@@ -66,13 +92,22 @@ class MultiFaceStage:
             aligner = t.data.get("aligner")
             if aligner is None:
                 aligner = t.data["aligner"] = make_aligner(self.aligner, self.size)
+            fresh = getattr(aligner, "reference", False) is None
             t0 = time.perf_counter()
-            if frame_t is not None:
-                rgb = self.warper.warp(frame_t, aligner.matrix(lm))
-            else:
-                rgb = np.ascontiguousarray(aligner.align(bgr, lm)[..., ::-1])
+            matrix = aligner.matrix(lm)
             self.seconds["align"] += time.perf_counter() - t0
-            faces.append(TrackedFace(t.id, tuple(int(v) for v in box), rgb))
+            quality = self._quality(t, bgr, lm, matrix, tracked)
+            rgb = None
+            if quality.ok:
+                t0 = time.perf_counter()
+                if frame_t is not None:
+                    rgb = self.warper.warp(frame_t, matrix)
+                else:
+                    rgb = np.ascontiguousarray(warp_face(bgr, matrix, self.size)[..., ::-1])
+                self.seconds["align"] += time.perf_counter() - t0
+            elif fresh:
+                aligner.reset()  # the track's first *good* frame sets the sequence reference (§4.2)
+            faces.append(TrackedFace(t.id, tuple(int(v) for v in box), rgb, lm, quality, tracked))
         return faces, closed
 
     def finish(self) -> list[Track]:

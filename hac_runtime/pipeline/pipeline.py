@@ -140,6 +140,7 @@ class SourceReport:
     name: str
     frames: int = 0
     faces: int = 0
+    low_quality: int = 0  # faces below the alignment quality threshold (faces.quality): not classified
     clips: int = 0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -288,6 +289,9 @@ class Pipeline:
                     t = index / fps
                     for f in faces:
                         report.faces += 1
+                        if not f.ok:  # below the alignment quality threshold: boxed, never classified
+                            report.low_quality += 1
+                            continue
                         face = BufferedFace(index, t, f.aligned_rgb, f.box)
                         emit(feed(policy, buffers, f.track, face))
                         if running is not None:
@@ -298,6 +302,11 @@ class Pipeline:
                     src.close()
             close(stage.finish())
             report.warnings.extend(getattr(src, "warnings", []))
+            if report.low_quality:
+                from hac_runtime.faces.quality import MIN_QUALITY
+
+                report.warnings.append(f"{report.low_quality} of {report.faces} faces below alignment quality "
+                                       f"{MIN_QUALITY} (turned away or cut by the frame's edge): not classified")
             for w in report.warnings:
                 self.on_error(report.name, w)
             if report.frames == 0 and not self._drain.is_set():

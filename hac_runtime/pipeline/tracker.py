@@ -1,9 +1,11 @@
 """Face tracking by box overlap: stable track ids per face across frames.
 
-Greedy IoU matching (highest overlap first) between the current detections and
-the live tracks; unmatched detections open new tracks, tracks unseen for
+Greedy matching (best first) between the current detections and the live
+tracks, by box overlap (IoU ≥ ``min_iou``), else — a face that moved fast — by
+centre distance within ``max_shift`` box widths at a similar size (sides within
+``max_scale``×); unmatched detections open new tracks, tracks unseen for
 ``max_missed`` frames close. Cheap and adequate when faces are detected on most
-frames and move little between them (landmark tracking fills the gaps).
+frames (landmark tracking fills the gaps).
 """
 from __future__ import annotations
 
@@ -28,22 +30,23 @@ class Track:
 class FaceTracker:
     """Assign a stable integer id to each face box, frame after frame."""
 
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 10):
+    def __init__(self, min_iou: float = 0.3, max_missed: int = 10, max_shift: float = 0.75, max_scale: float = 1.4):
         self.min_iou = min_iou
         self.max_missed = max_missed
+        self.max_shift, self.max_scale = max_shift, max_scale
         self.tracks: dict[int, Track] = {}
         self._next_id = 0
 
     def update(self, frame: int, boxes: list[Box]) -> tuple[list[Track], list[Track]]:
         """Match ``boxes`` of ``frame`` to tracks. Returns (tracks for each box in order, tracks closed now)."""
         pairs = sorted(
-            ((iou(t.box, b), tid, j) for tid, t in self.tracks.items() for j, b in enumerate(boxes)),
+            ((self.match(t.box, b), tid, j) for tid, t in self.tracks.items() for j, b in enumerate(boxes)),
             reverse=True,
         )
         assigned: dict[int, Track] = {}
         used: set[int] = set()
         for score, tid, j in pairs:
-            if score < self.min_iou:
+            if score <= 0:
                 break
             if tid in used or j in assigned:
                 continue
@@ -67,6 +70,19 @@ class FaceTracker:
                 if t.missed > self.max_missed:
                     closed.append(self.tracks.pop(tid))
         return [assigned[j] for j in range(len(boxes))], closed
+
+    def match(self, a: Box, b: Box) -> float:
+        """How well box ``b`` continues a track at ``a``: 1 + IoU when they overlap enough, else in (0, 1) for a
+        near centre at a similar size (closer is higher), else 0 (no match)."""
+        overlap = iou(a, b)
+        if overlap >= self.min_iou:
+            return 1.0 + overlap
+        wa, wb = max(a[2], 1.0), max(b[2], 1.0)
+        if max(wa, wb) / min(wa, wb) > self.max_scale:
+            return 0.0
+        d = ((a[0] + a[2] / 2 - b[0] - b[2] / 2) ** 2 + (a[1] + a[3] / 2 - b[1] - b[3] / 2) ** 2) ** 0.5
+        limit = self.max_shift * (wa + wb) / 2
+        return max(0.0, 1.0 - d / limit) * 0.999 if d < limit else 0.0
 
     def close_all(self) -> list[Track]:
         closed = list(self.tracks.values())

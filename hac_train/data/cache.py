@@ -52,7 +52,8 @@ def prepare_faces(index: DatasetIndex, cache=None, aligner: str = "sequence", si
     try:
         summary = prepare([str(s.source) for s in todo], cache, detector=detector or DEFAULT_DETECTOR,
                           aligner=aligner, size=size, workers=workers, progress=progress, detect_every=detect_every,
-                          folders_are_clips=True)  # a dataset says what its clips are
+                          folders_are_clips=True,  # a dataset says what its clips are
+                          faces="largest")  # and its label is one subject's
     except HacError as e:
         raise HacError(f"no usable clip in {index.root}: {e}") from None
     by_source = {str(Path(c.source).resolve()): c for c in summary.clips}

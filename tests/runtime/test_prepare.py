@@ -46,7 +46,9 @@ def inputs(tmp_path_factory, astronaut, photos):
 
 def test_prepare_writes_faces_and_jsonl_per_contract(inputs, tmp_path):
     out = tmp_path / "out"
-    s = prepare([inputs / "talk.avi", inputs / "S005_001", inputs / "biden.png"], out, size=112, progress=False)
+    # largest: one face per source (the astronaut's mission patch, a false detection, is not a clip of its own)
+    s = prepare([inputs / "talk.avi", inputs / "S005_001", inputs / "biden.png"], out, size=112, progress=False,
+                faces="largest")
     assert [c.name for c in s.clips] == ["talk", "S005_001", "biden"]
     assert (s.frames, s.faces, s.no_face, len(s.clips), s.failed) == (8 + 4 + 1, 6 + 4 + 1, 2, 3, [])
     # frames without a face leave a gap: indices are the source's, never shifted
@@ -56,8 +58,10 @@ def test_prepare_writes_faces_and_jsonl_per_contract(inputs, tmp_path):
     assert face.shape == (112, 112, 3)
     lines = read_jsonl(out / "faces.jsonl")
     assert len(lines) == 13
-    for r in lines:  # frames of a folder or an image name the file they came from (issue 16)
-        assert set(r) == {"clip", "frame", "box", "landmarks", "ok"} | ({"file"} if r["clip"] != "talk" else set())
+    for r in lines:  # frames of a folder or an image name the file they came from; faces carry their quality
+        assert set(r) == ({"clip", "frame", "box", "landmarks", "ok"} | ({"file"} if r["clip"] != "talk" else set())
+                          | ({"quality", "yaw"} if r["box"] else set()))
+        assert r["box"] is None or (r["ok"] == (r["quality"] >= 0.2))
     assert [r["file"] for r in lines if r["clip"] == "S005_001"] == [f"frame{i:03d}.png" for i in range(4)]
     assert [r["file"] for r in lines if r["clip"] == "biden"] == ["biden.png"]
     talk = [r for r in lines if r["clip"] == "talk"]
@@ -176,7 +180,8 @@ def test_a_truncated_video_is_prepared_with_a_warning(tmp_path, astronaut, capsy
     full = tmp_path / "full.avi"
     write_face_video(full, astronaut, n_frames=10)
     (tmp_path / "cut.avi").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    code, out, err = run_cli([str(tmp_path / "cut.avi"), "--out", str(tmp_path / "o"), "--size", "48"], capsys)
+    code, out, err = run_cli([str(tmp_path / "cut.avi"), "--out", str(tmp_path / "o"), "--size", "48",
+                              "--faces", "largest"], capsys)
     assert code == 0 and "of 10 frames; the video is truncated or damaged" in err
     code, out, err = run_cli([str(tmp_path / "cut.avi"), "--out", str(tmp_path / "q"), "--size", "48", "-q"], capsys)
     assert code == 0 and "of 10 frames; the video is truncated or damaged" in out
@@ -205,3 +210,69 @@ def test_a_folder_of_separate_photos_is_one_clip_per_photo(tmp_path, photos, cap
     assert not is_frame_sequence([Path("DSC_0001.jpg"), Path("DSC_0002.jpg")])
     s = prepare([album], tmp_path / "one", size=64, progress=False, folders_are_clips=True)
     assert [c.name for c in s.clips] == ["album"] and s.clips[0].faces == 3
+
+
+# ---- every face its own clip (issue 16) ----------------------------------------------------------------------------
+def two_people_video(path, photos, n_frames=12):
+    """Biden and Obama side by side on one 960x480 canvas, moving (each photo's own motion)."""
+    left = render_frames(photos["biden.jpg"], n_frames, size=(480, 480), motion=("shift", "brightness"))
+    right = render_frames(photos["obama.jpg"], n_frames, size=(480, 480), motion=("shift", "rotate"))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (960, 480))
+    for (a, _), (b, _) in zip(left, right):
+        writer.write(np.hstack([a, b]))
+    writer.release()
+
+
+def test_every_face_of_a_group_photo_is_its_own_clip(tmp_path, capsys):
+    from fixtures_video import GROUP, group_photo
+
+    img, truth = group_photo()
+    cv2.imwrite(str(tmp_path / "group.jpg"), img)
+    code, out, err = run_cli([str(tmp_path / "group.jpg"), "--out", str(tmp_path / "o"), "--size", "64", "-q"], capsys)
+    assert code == 0, err
+    names = [f"group.face{i}" for i in range(len(GROUP))]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir() if p.is_dir()) == names
+    lines = read_jsonl(tmp_path / "o" / "faces.jsonl")
+    assert [r["clip"] for r in lines] == names and all(r["ok"] and r["file"] == "group.jpg" for r in lines)
+    xs = [r["box"][0] for r in lines]
+    assert xs == sorted(xs)  # left to right, as the photo is read
+    for r, t in zip(lines, truth):
+        assert abs(r["box"][0] - t[0]) < 0.3 * t[2], (r["box"], t)
+    assert all(pngs(tmp_path / "o" / n) == ["00000.png"] for n in names)
+    assert f"{len(GROUP)} clips of 1 source" in out
+    code, out, _ = run_cli([str(tmp_path / "group.jpg"), "--out", str(tmp_path / "o"), "--size", "64", "-q"], capsys)
+    assert code == 0 and f"({len(GROUP)} already done)" in out
+    # one face per source instead: the group's clips are replaced by one
+    code, out, _ = run_cli([str(tmp_path / "group.jpg"), "--out", str(tmp_path / "o"), "--size", "64", "-q",
+                            "--faces", "largest"], capsys)
+    assert code == 0 and sorted(p.name for p in (tmp_path / "o").iterdir() if p.is_dir()) == ["group"]
+    assert [r["clip"] for r in read_jsonl(tmp_path / "o" / "faces.jsonl")] == ["group"]
+
+
+def test_two_people_in_a_video_become_two_clips_each_following_its_face(tmp_path, photos):
+    two_people_video(tmp_path / "two.avi", photos)
+    s = prepare([tmp_path / "two.avi"], tmp_path / "o", size=64, progress=False)
+    assert [c.name for c in s.clips] == ["two.face0", "two.face1"]
+    assert all(c.frames == 12 and c.faces >= 10 for c in s.clips), s.clips
+    lines = read_jsonl(tmp_path / "o" / "faces.jsonl")
+    for clip, side in (("two.face0", "left"), ("two.face1", "right")):
+        boxes = [r["box"] for r in lines if r["clip"] == clip and r["ok"]]
+        centres = [x + w / 2 for x, _, w, _ in boxes]
+        assert all((c < 480) == (side == "left") for c in centres), (clip, centres)
+    assert (s.frames, s.faces) == (12, sum(c.faces for c in s.clips))
+    again = prepare([tmp_path / "two.avi"], tmp_path / "o", size=64, progress=False)
+    assert again.skipped == 2
+    (tmp_path / "o" / "two.face1" / MARKER).unlink()  # one clip of the group unfinished: the source is redone
+    redo = prepare([tmp_path / "two.avi"], tmp_path / "o", size=64, progress=False)
+    assert redo.skipped == 0 and [c.name for c in redo.clips] == ["two.face0", "two.face1"]
+
+
+def test_a_turned_head_is_listed_with_its_quality_and_no_crop(tmp_path):
+    from skimage import data
+
+    cv2.imwrite(str(tmp_path / "camera.png"), data.camera())
+    s = prepare([tmp_path / "camera.png"], tmp_path / "o", size=64, progress=False, detector="cnn")
+    assert [(c.name, c.frames, c.faces) for c in s.clips] == [("camera", 1, 0)]
+    (line,) = read_jsonl(tmp_path / "o" / "faces.jsonl")
+    assert line["ok"] is False and line["quality"] < 0.2 and len(line["landmarks"]) == 68 and line["box"]
+    assert pngs(tmp_path / "o" / "camera") == []
