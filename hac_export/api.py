@@ -21,6 +21,7 @@ from pathlib import Path
 from hac_export import fp16 as fp16_mod
 from hac_export import int8 as int8_mod
 from hac_export import onnx as onnx_mod
+from hac_export import outputs as outputs_mod
 from hac_export import parity as parity_mod
 from hac_export.manifest import build_manifest, describe_file, publish, staged
 from hac_export.parity_inputs import parity_clips
@@ -179,7 +180,8 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
                 # ONNX takes any batch; torch.export was given [1, MAX]; TensorRT's profile is [MIN, MAX].
                 batch_facts = {"min": lo if fmt == "trt" else 1, "opt": opt, "max": None if fmt == "onnx" else hi}
                 manifest = build_manifest(fmt, precision, ckpt, checkpoint, source_sha, onnx_mod.INPUT_NAME,
-                                          onnx_mod.OUTPUT_NAME, batch_facts, builder={})
+                                          onnx_mod.OUTPUT_NAME, batch_facts, builder={},
+                                          attention_name=outputs_mod.ALPHA if outputs_mod.has_alpha(model) else None)
                 started = time.perf_counter()
                 try:
                     with staged(final) as tmp:
@@ -267,7 +269,8 @@ def _parity(path: Path, fmt: str, device: str, manifest: dict, x, ref, labels, t
                                                     labels, manifest["input"]["batch"]["min"])
                 runs[key].update(engine=engine.kind, device=engine.device, providers=engine.providers)
         except HacException as e:
-            runs[key] = {"passed": False, "error": str(e)}
+            # the staged file's name (.partial-XXXX-hac.onnx) means nothing to a reader: name the published one
+            runs[key] = {"passed": False, "error": str(e).replace(path.name, manifest["artifact"].get("file", path.name))}
     if runs:
         record["runs"] = runs
     return record
@@ -309,7 +312,8 @@ def _write_onnx(job: _Job, precision: str, tmp: Path, name: str, manifest: dict,
                                                           onnx_mod.INPUT_NAME)
         manifest["builder"] = {"onnxruntime": onnxruntime.__version__}
     onnx_mod.set_metadata(tmp, manifest)
-    manifest["builder"].update(onnx_mod.verify_onnx(tmp, expect_gru=job.model.config.temporal == "gru"))
+    manifest["builder"].update(onnx_mod.verify_onnx(tmp, expect_gru=job.model.config.temporal == "gru",
+                                                    outputs=outputs_mod.output_names(job.model)))
     return "cpu"
 
 

@@ -26,10 +26,13 @@ FAILED_SUFFIX = ".failed"
 
 
 def build_manifest(fmt: str, precision: str, ckpt: dict, source, source_sha256: str, input_name: str,
-                   output_name: str, batch: dict, builder: dict, **extra) -> dict:
-    """The manifest of one artifact (status ``pending`` until parity decides)."""
+                   output_name: str, batch: dict, builder: dict, attention_name: str | None = None, **extra) -> dict:
+    """The manifest of one artifact (status ``pending`` until parity decides). ``attention_name``: the artifact's
+    second output, the per-frame self-attention weights α (eq. 2), ``(batch, k)``."""
     pre = dict(ckpt["preprocess"])
     classes = list(ckpt["classes"])
+    if attention_name:
+        extra["attention"] = {"name": attention_name, "shape": ["batch", pre["k"]], "dtype": "float32"}
     return {
         "schema": MANIFEST_SCHEMA,
         "format": fmt,

@@ -2,7 +2,8 @@
 
 One self-contained file (``external_data=False``), opset 20, input ``clips``
 ``(batch, k, 3, S, S)`` with a symbolic batch — k and S fixed by the
-checkpoint — and output ``logits (batch, classes)``. After export:
+checkpoint — and outputs ``logits (batch, classes)`` and, for a model with self-attention,
+``alpha (batch, k)`` (eq. 2; ``hac_export.outputs``). After export:
 ``onnx.checker`` passes, the batch dimension is symbolic, and every GRU node
 has ``linear_before_reset=1`` (PyTorch's GRU applies the reset gate after the
 hidden matmul; ONNX's default 0 would compute another network).
@@ -21,7 +22,7 @@ from hac_runtime.errors import HacFailure, one_line
 
 OPSET = 20
 INPUT_NAME = "clips"
-OUTPUT_NAME = "logits"
+OUTPUT_NAME = "logits"  # then "alpha" where the model has self-attention (hac_export.outputs)
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # per-node module path written by the dynamo exporter
 TRUNK_SCOPE = "trunk"  # HACNet.trunk: the per-frame ResNet (paper §3, Fig. 1)
 
@@ -47,12 +48,14 @@ def export_onnx(model, path, k: int, image_size: int) -> dict:
     import onnx
     import torch
 
+    from hac_export.outputs import exportable, output_names
+
     example = torch.randn(2, k, 3, image_size, image_size)  # batch >= 2, or the exporter specialises it to 1
     batch = torch.export.Dim("batch", min=1)
     try:
         with quiet(), torch.no_grad():
-            program = torch.onnx.export(model, (example,), None, dynamo=True, external_data=False,
-                                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            program = torch.onnx.export(exportable(model), (example,), None, dynamo=True, external_data=False,
+                                        input_names=[INPUT_NAME], output_names=output_names(model),
                                         dynamic_shapes=({0: batch},), opset_version=OPSET, optimize=True)
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; report one line
         first = one_line(e)[:200]
@@ -81,20 +84,23 @@ def trunk_nodes(proto) -> set[str]:
     return names
 
 
-def verify_onnx(path, expect_gru: bool) -> dict:
-    """Assert the ONNX invariants; return facts about the graph. A violation is a HacFailure (exit 1)."""
+def verify_onnx(path, expect_gru: bool, outputs: list[str] | None = None) -> dict:
+    """Assert the ONNX invariants; return facts about the graph. A violation is a HacFailure (exit 1).
+    ``outputs``: the output names expected, in order (default: logits only)."""
     import onnx
 
     path = Path(path)
+    outputs = outputs or [OUTPUT_NAME]
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as e:
         raise HacFailure(f"{path.name}: onnx.checker failed: {(str(e).splitlines() or [''])[0][:200]}") from None
     proto = onnx.load(str(path), load_external_data=False)
     graph = proto.graph
-    if len(graph.input) != 1 or graph.input[0].name != INPUT_NAME or [o.name for o in graph.output] != [OUTPUT_NAME]:
-        raise HacFailure(f"{path.name}: expected one input {INPUT_NAME!r} and one output {OUTPUT_NAME!r}")
-    for value in (graph.input[0], graph.output[0]):
+    if len(graph.input) != 1 or graph.input[0].name != INPUT_NAME or [o.name for o in graph.output] != outputs:
+        raise HacFailure(f"{path.name}: expected one input {INPUT_NAME!r} and the outputs {outputs}, got "
+                         f"{[o.name for o in graph.output]}")
+    for value in (graph.input[0], *graph.output):
         dim = value.type.tensor_type.shape.dim[0]
         if dim.HasField("dim_value") or not dim.dim_param:
             raise HacFailure(f"{path.name}: batch dimension of {value.name!r} is fixed ({dim.dim_value}), not symbolic")
@@ -115,7 +121,7 @@ def set_metadata(path, manifest: dict) -> None:
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
-    keys = ("format", "precision", "classes", "preprocess", "model", "input", "output",
+    keys = ("format", "precision", "classes", "preprocess", "model", "input", "output", "attention",
             "source_sha256", "toolkit_version")
     onnx.helper.set_model_props(proto, {k: v if isinstance(v, str) else json.dumps(v)
                                         for k, v in manifest.items() if k in keys})

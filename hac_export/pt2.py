@@ -18,7 +18,7 @@ from hac_runtime.errors import HacFailure, one_line
 MIXED_NOTE = "trunk {0}; attention, GRU, FC and I/O FP32 (as the mixed FP16 ONNX)"
 HALF_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 
-CORE_KEYS = ("format", "precision", "classes", "preprocess", "model", "input", "output", "source_sha256",
+CORE_KEYS = ("format", "precision", "classes", "preprocess", "model", "input", "output", "attention", "source_sha256",
              "toolkit_version")
 
 
@@ -46,11 +46,13 @@ class HalfTrunk(torch.nn.Module):
 
 def export_program(model, k: int, image_size: int, batch_max: int):
     """``torch.export`` of ``model`` (eval, CPU) with batch dynamic in ``[1, batch_max]``."""
+    from hac_export.outputs import exportable
+
     example = torch.randn(2, k, 3, image_size, image_size)
     batch = torch.export.Dim("batch", min=1, max=batch_max)
     try:
         with quiet(), torch.no_grad():
-            return torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=False)
+            return torch.export.export(exportable(model), (example,), dynamic_shapes=({0: batch},), strict=False)
     except Exception as e:  # noqa: BLE001
         first = one_line(e)[:200]
         raise HacFailure(f"torch.export failed: {type(e).__name__}: {first}") from e

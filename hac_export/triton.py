@@ -55,7 +55,8 @@ def config_text(manifest: dict, name: str, backend: str = "onnxruntime", kind: s
     batch = inp.get("batch") or {}
     max_batch = batch.get("max") or max_batch or 16
     preferred = sorted({b for b in (batch.get("opt"), max_batch) if b and b <= max_batch})
-    for tensor in (inp, out):
+    attention = manifest.get("attention")  # α (eq. 2), a second output where the model has it
+    for tensor in (inp, out, *([attention] if attention else [])):
         if tensor.get("dtype", "float32") not in _DTYPES:
             raise HacError(f"{manifest['artifact'].get('file')}: Triton has no type for {tensor['dtype']}")
     compact = json.dumps(manifest, separators=(",", ":"), ensure_ascii=False)
@@ -69,7 +70,9 @@ def config_text(manifest: dict, name: str, backend: str = "onnxruntime", kind: s
         "]",
         "output [",
         f"  {{ name: {_quote(out['name'])} data_type: {_DTYPES[out.get('dtype', 'float32')]} "
-        f"dims: [ {', '.join(str(d) for d in out['shape'][1:])} ] label_filename: \"labels.txt\" }}",
+        f"dims: [ {', '.join(str(d) for d in out['shape'][1:])} ] label_filename: \"labels.txt\" }}"
+        + (f",\n  {{ name: {_quote(attention['name'])} data_type: {_DTYPES[attention.get('dtype', 'float32')]} "
+           f"dims: [ {', '.join(str(d) for d in attention['shape'][1:])} ] }}" if attention else ""),
         "]",
         f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] "
         f"max_queue_delay_microseconds: {QUEUE_DELAY_US} }}",

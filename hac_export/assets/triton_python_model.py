@@ -16,7 +16,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.input = config["input"][0]["name"]
-        self.output = config["output"][0]["name"]
+        self.outputs = [o["name"] for o in config["output"]]  # logits, then alpha (eq. 2) where the model has it
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         options = ort.SessionOptions()
         threads = os.environ.get("HAC_TRITON_THREADS")
@@ -26,10 +26,10 @@ class TritonPythonModel:
 
     def execute(self, requests):
         arrays = [pb_utils.get_input_tensor_by_name(r, self.input).as_numpy() for r in requests]
-        logits = self.session.run([self.output], {self.input: np.concatenate(arrays)})[0]
+        results = self.session.run(self.outputs, {self.input: np.concatenate(arrays)})
         responses, start = [], 0
         for a in arrays:
-            rows = logits[start:start + len(a)]
+            tensors = [pb_utils.Tensor(name, r[start:start + len(a)]) for name, r in zip(self.outputs, results)]
             start += len(a)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(self.output, rows)]))
+            responses.append(pb_utils.InferenceResponse(tensors))
         return responses

@@ -85,9 +85,14 @@ def check_manifest(manifest: dict, artifact, require_passed: bool = True, verify
               and shape[3] == shape[4] == pre["image_size"] and oshape == ["batch", len(classes)])
     except (KeyError, TypeError):
         ok = False
+    attention = manifest.get("attention")
+    if attention is not None and (not isinstance(attention, dict) or not attention.get("name")
+                                  or list(attention.get("shape") or []) != ["batch", pre.get("k")]):
+        ok = False
     if not ok:
         raise HacError(f"{where}: inconsistent input/output/classes/preprocess (input {inp.get('shape')}, "
-                       f"output {out.get('shape')}, {len(classes)} classes)")
+                       f"output {out.get('shape')}, attention {(attention or {}).get('shape')}, "
+                       f"{len(classes)} classes)")
     if verify_file:
         facts = manifest["artifact"]
         if not artifact.is_file():
@@ -129,7 +134,9 @@ def parse_device(device: str) -> tuple[str, int | None]:
 
 
 class Engine:
-    """One loaded artifact. ``infer((B, k, 3, S, S) float32) → (B, classes)`` logits.
+    """One loaded artifact. ``infer((B, k, 3, S, S) float32) → (B, classes)`` logits; ``infer_all`` → the
+    logits and, where the artifact has it (manifest ``attention``), the per-frame self-attention α (B, k)
+    of eq. 2 (else None).
 
     NumPy in → NumPy out. Engines that run on a torch device also take a torch
     tensor (on that device, zero-copy where the backend allows) and return one.
@@ -144,6 +151,9 @@ class Engine:
         self.input_name = manifest["input"]["name"]
         self.input_shape = list(manifest["input"]["shape"])
         self.output_name = manifest["output"]["name"]
+        self.attention_name = (manifest.get("attention") or {}).get("name")
+        #: what ``_run`` returns, in this order
+        self.output_names = [self.output_name] + ([self.attention_name] if self.attention_name else [])
         self.classes = list(manifest["classes"])
         self.preprocess = dict(manifest["preprocess"])
         self.artifact_precision = manifest["precision"]
@@ -172,20 +182,33 @@ class Engine:
         return shape[0]
 
     def infer(self, batch):
-        """Validate ``batch`` (shape, dtype, batch limits), then run it. A batch below a profile's minimum
-        is padded up to it (repeating its last clip) and the outputs sliced back."""
+        """Validate ``batch`` (shape, dtype, batch limits), then run it: the logits."""
+        return self.infer_all(batch)[0]
+
+    def infer_all(self, batch) -> tuple:
+        """``(logits, alpha)``: ``infer`` with the artifact's α (eq. 2, (B, k)), or None where it has none.
+
+        A batch below a profile's minimum is padded up to it (repeating its last clip) and the outputs
+        sliced back."""
         b = self.check_input(batch)
-        if b >= self.min_batch:
-            return self._run(batch)
-        pad = self.min_batch - b
-        if isinstance(batch, np.ndarray):
-            return self._run(np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)]))[:b]
-        import torch
+        if b < self.min_batch:
+            pad = self.min_batch - b
+            if isinstance(batch, np.ndarray):
+                batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
+            else:
+                import torch
 
-        return self._run(torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])]))[:b]
+                batch = torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])])
+        outputs = self._run(batch)
+        if len(outputs) != len(self.output_names):
+            raise HacError(f"{self.artifact.name}: the {self.kind} engine returned {len(outputs)} outputs, its "
+                           f"manifest names {len(self.output_names)} ({', '.join(self.output_names)})")
+        logits, alpha = outputs[0][:b], (outputs[1][:b] if len(outputs) > 1 else None)
+        return logits, alpha
 
-    def _run(self, batch):
-        """The backend's inference on a batch ``infer`` has already checked."""
+    def _run(self, batch) -> tuple:
+        """The backend's inference on a batch ``infer`` has already checked: its outputs, in the order of
+        ``output_names``."""
         raise NotImplementedError
 
     #: the torch CUDA stream the backend runs on, where it has one that events can be recorded on
@@ -232,14 +255,14 @@ class Engine:
                 f"device={self.device}, providers={self.providers})")
 
 
-def run_on_host(batch, run):
-    """``run`` (NumPy in → NumPy out) on ``batch``; a torch tensor goes through host memory and comes back on
-    its device (engines whose backend takes only host arrays: OpenVINO, a Triton server)."""
+def run_on_host(batch, run) -> tuple:
+    """``run`` (NumPy in → a tuple of NumPy outputs) on ``batch``; a torch tensor goes through host memory and
+    its outputs come back on its device (engines whose backend takes only host arrays: OpenVINO, a Triton server)."""
     if isinstance(batch, np.ndarray):
-        return run(batch)
+        return tuple(run(batch))
     import torch
 
-    return torch.from_numpy(run(batch.detach().cpu().numpy())).to(batch.device)
+    return tuple(torch.from_numpy(o).to(batch.device) for o in run(batch.detach().cpu().numpy()))
 
 
 def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: dict | None = None,

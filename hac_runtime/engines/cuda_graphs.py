@@ -82,7 +82,7 @@ class GraphBuckets:
     """One captured CUDA graph per batch bucket, replayed on ``stream``.
 
     ``make(bucket)`` returns ``(static_input, run)``: ``run()`` runs the backend once on ``static_input``
-    (on the current stream) and returns the output tensor; whatever ``run`` holds (a TensorRT context)
+    (on the current stream) and returns its output tensors (a tuple); whatever ``run`` holds (a TensorRT context)
     is kept alive with the graph. It is run once plainly (backends finish their shape-dependent setup
     outside a capture), then captured. ``capture()`` returns None when every bucket was captured, else
     the reason it stopped (the engine then runs plainly).
@@ -122,7 +122,7 @@ class GraphBuckets:
 
     def replay(self, batch, b: int, mark=lambda i: None):
         """Launch the bucket of ``b`` on the engine's stream with the first ``b`` rows of ``batch`` (a torch
-        tensor on the device or a NumPy array); returns the output rows, ready once the stream is.
+        tensor on the device or a NumPy array); returns the outputs' rows (a tuple), ready once the stream is.
 
         ``mark(1)`` is called once the input is in, ``mark(2)`` once the graph is launched (stage events)."""
         import numpy as np
@@ -140,27 +140,30 @@ class GraphBuckets:
             mark(1)
             graph.replay()
             mark(2)
-        return output[:b]
+        return tuple(o[:b] for o in output)
 
     def clear(self) -> None:
         self._graphs.clear()
 
 
-def finish(out, stream, to_numpy: bool, mark=lambda i: None):
-    """The engine's output as the caller takes it, once ``stream`` has produced it: NumPy (copied out on
-    the engine's stream into pinned memory, one synchronisation) or a torch tensor (a copy the caller's
+def finish(outputs: tuple, stream, to_numpy: bool, mark=lambda i: None) -> tuple:
+    """The engine's outputs as the caller takes them, once ``stream`` has produced them: NumPy (copied out on
+    the engine's stream into pinned memory, one synchronisation) or torch tensors (copies the caller's
     stream orders after the engine's). ``mark(3)`` is called after the copy out."""
     import torch
 
     with torch.cuda.stream(stream):
         if to_numpy:
-            host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
-            host.copy_(out, non_blocking=True)
+            hosts = [torch.empty(o.shape, dtype=torch.float32, pin_memory=True) for o in outputs]
+            for host, o in zip(hosts, outputs):
+                host.copy_(o, non_blocking=True)
             mark(3)
             stream.synchronize()
-            return host.numpy()
-        result = out.to(torch.float32, copy=True)
+            return tuple(h.numpy() for h in hosts)
+        results = [o.to(torch.float32, copy=True) for o in outputs]
         mark(3)
-    torch.cuda.current_stream(out.device).wait_stream(stream)
-    result.record_stream(torch.cuda.current_stream(out.device))
-    return result
+    caller = torch.cuda.current_stream(outputs[0].device)
+    caller.wait_stream(stream)
+    for r in results:
+        r.record_stream(caller)
+    return tuple(results)

@@ -331,25 +331,30 @@ class Pipeline:
             b, k = faces.shape[:2]
             batch = normalize_torch(faces.flatten(0, 1), self.mean, self.std).view(b, k, 3, self.size, self.size)
         t1 = time.perf_counter()
-        logits = self.engine.infer(batch)
+        logits, alpha = self.engine.infer_all(batch)
         if not isinstance(logits, np.ndarray):
             logits = logits.float().cpu().numpy()
+        if alpha is not None and not isinstance(alpha, np.ndarray):
+            alpha = alpha.float().cpu().numpy()
         probs = softmax(logits)
         self.seconds["preprocess"] += t1 - t0
         self.seconds["infer"] += time.perf_counter() - t1
         self.batches.append(len(reqs))
         out = []
-        for r, p in zip(reqs, probs):
+        for i, (r, p) in enumerate(zip(reqs, probs)):
             best = int(p.argmax())
+            frames = [f.frame for f in r.faces]
             out.append({
                 "source": r.source, "source_index": r.source_index, "track": r.track,
                 "frame_start": r.frame_start, "frame_end": r.frame_end,
-                "frames": [f.frame for f in r.faces],  # the k sampled frames (§3.1), in order
+                "frames": frames,  # the k sampled frames (§3.1), in order
                 "t_start": round(r.t_start, 3), "t_end": round(r.t_end, 3),
                 "label": self.classes[best], "score": float(p[best]),
                 "probs": {c: float(v) for c, v in zip(self.classes, p)},
                 "box": [int(v) for v in r.box],
             })
+            if alpha is not None:  # eq. 2: how much each sampled frame counted (eq. 3 divides by their sum)
+                out[-1]["attention"] = {"frames": frames, "alpha": [round(float(a), 6) for a in alpha[i]]}
         return out
 
     def _batch_failed(self, reqs: list[ClipRequest], e: BatchFailed) -> None:

@@ -23,11 +23,15 @@ def test_onnx_invariants(untrained_export):
     proto = onnx.load(str(path))
     assert len(proto.graph.initializer) > 0 and not any(  # one self-contained file
         i.data_location == onnx.TensorProto.EXTERNAL for i in proto.graph.initializer)
-    (inp,), (out,) = proto.graph.input, proto.graph.output
+    (inp,), (out, alpha) = proto.graph.input, proto.graph.output
     dims = inp.type.tensor_type.shape.dim
     assert dims[0].dim_param and not dims[0].HasField("dim_value")  # symbolic batch
     assert [d.dim_value for d in dims[1:]] == [3, 3, 64, 64]  # k and image size fixed from the checkpoint
-    assert out.type.tensor_type.shape.dim[0].dim_param
+    assert out.name == "logits" and out.type.tensor_type.shape.dim[0].dim_param
+    # the second output: α of eq. 2, one weight per frame (issue 16)
+    assert alpha.name == "alpha" and alpha.type.tensor_type.shape.dim[0].dim_param
+    assert [d.dim_value for d in alpha.type.tensor_type.shape.dim[1:]] == [3]
+    assert read_manifest(path)["attention"] == {"name": "alpha", "shape": ["batch", 3], "dtype": "float32"}
     grus = [n for n in proto.graph.node if n.op_type == "GRU"]
     assert len(grus) == 1
     assert {a.name: a.i for a in grus[0].attribute}["linear_before_reset"] == 1
@@ -85,3 +89,20 @@ def test_manifests_and_parity_file(untrained_export, tiny_ckpt):
 def test_no_partial_files_left(untrained_export):
     left = [p.name for p in untrained_export.out.iterdir() if p.name.startswith(".")]
     assert left == []
+
+
+def test_every_onnx_engine_returns_alpha_as_eager_computes_it(untrained_export, tiny_ckpt):
+    """Eq. 2 per frame, from the artifact: ORT (and OpenVINO where installed) give eager PyTorch's α."""
+    import importlib.util
+
+    model, _ = load_checkpoint(tiny_ckpt)
+    x = torch.randn(2, 3, 3, 64, 64)
+    with torch.no_grad():
+        logits, attention = model(x, return_attention=True)
+    engines = ["ort"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    for name in engines:
+        with load_engine(untrained_export.path("onnx"), name, "cpu") as engine:
+            out, alpha = engine.infer_all(x.numpy())
+            assert np.allclose(out, logits.numpy(), atol=1e-4) and np.array_equal(engine.infer(x.numpy()), out)
+            assert alpha.shape == (2, 3) and np.allclose(alpha, attention["self"].numpy(), atol=1e-5), name
+            assert ((alpha > 0) & (alpha < 1)).all()

@@ -50,9 +50,11 @@ def test_repository_layout_and_config(repos, backend):
             assert cfg.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
         assert cfg.instance_group[0].count == 1
         assert (folder / "1" / "model.onnx").read_bytes() == report.path("onnx", precision).read_bytes()
-        (inp,), (out,) = cfg.input, cfg.output
+        (inp,), (out, alpha) = cfg.input, cfg.output
         assert inp.name == "clips" and inp.data_type == model_config_pb2.TYPE_FP32 and list(inp.dims) == [K, 3, SIZE, SIZE]
         assert out.name == "logits" and list(out.dims) == [len(CLASSES)] and out.label_filename == "labels.txt"
+        # α of eq. 2, the model's second output, one weight per frame (issue 16)
+        assert alpha.name == "alpha" and list(alpha.dims) == [K] and alpha.data_type == model_config_pb2.TYPE_FP32
         assert (folder / "labels.txt").read_text().splitlines() == CLASSES
         assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
         assert 0 < cfg.dynamic_batching.max_queue_delay_microseconds <= 10_000

@@ -61,6 +61,26 @@ def test_ort_engine_facts_and_infer(exported, ckpt):
         assert isinstance(out, torch.Tensor) and torch.allclose(out, torch.from_numpy(ref), atol=1e-4)
 
 
+def test_every_artifact_returns_the_frames_alpha_beside_its_logits(exported, ckpt):
+    """Eq. 2: α^i = σ(θᵀT^i) per frame, the artifact's second output, on every engine that runs it here;
+    a batch padded up to a profile's minimum gives its own rows back (issue 16)."""
+    model, _ = load_checkpoint(ckpt)
+    x = _clips(3, 7)
+    with torch.no_grad():
+        _, attention = model(torch.from_numpy(x), return_attention=True)
+    ref = attention["self"].numpy()
+    for fmt, precision, atol in (("onnx", "fp32", 1e-5), ("onnx", "fp16", 2e-2), ("pt2", "fp32", 1e-5)):
+        with load_engine(exported.path(fmt, precision), device="cpu") as engine:
+            assert engine.output_names == ["logits", "alpha"]
+            logits, alpha = engine.infer_all(x)
+            assert logits.shape == (3, 3) and alpha.shape == (3, 3) and alpha.dtype == np.float32
+            np.testing.assert_allclose(alpha, ref, atol=atol, err_msg=f"{fmt}/{precision}")
+            _, alpha_t = engine.infer_all(torch.from_numpy(x))
+            assert isinstance(alpha_t, torch.Tensor) and torch.allclose(alpha_t, torch.from_numpy(alpha), atol=1e-6)
+            _, one = engine.infer_all(x[:1])
+            np.testing.assert_allclose(one, alpha[:1], atol=1e-5)
+
+
 def test_auto_picks_the_engine_of_the_format(exported):
     with load_engine(exported.path("pt2")) as engine:
         assert type(engine).__name__ == "TorchEngine" and engine.device == "cpu"
@@ -231,6 +251,8 @@ def test_trt_cuda_graph_replay_per_batch_bucket(ckpt, tmp_path):
             np.testing.assert_allclose(graphed.infer(x), plain.infer(x), atol=1e-4)
             got = graphed.infer(torch.from_numpy(x).cuda())
             assert got.is_cuda and got.shape == (b, 3)
+            _, alpha = graphed.infer_all(x)  # α (eq. 2) comes out of the graph too
+            np.testing.assert_allclose(alpha, plain.infer_all(x)[1], atol=1e-4)
         assert sorted(graphed._graphs._graphs) == [1, 2, 4]  # every bucket captured at load
         x = _clips(4, 1)
         _, stages = graphed.infer_timed(x)

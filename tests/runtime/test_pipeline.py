@@ -14,7 +14,7 @@ from hac_runtime.pipeline.run import run_sources
 
 CLASSES = ["anger", "happiness", "surprise"]
 FIELDS = {"source", "source_index", "track", "frame_start", "frame_end", "frames", "t_start", "t_end", "label",
-          "score", "probs", "box"}
+          "score", "probs", "box", "attention"}
 
 
 def _place(canvas, img, x, y, h):
@@ -53,6 +53,11 @@ def _check_result(r, source):
     assert len(r["frames"]) == 3 and r["frames"] == sorted(r["frames"])  # the k frames the clip was made of
     assert r["frame_start"] <= r["frames"][0] and r["frames"][-1] <= r["frame_end"]
     assert len(r["box"]) == 4 and r["box"][2] > 20
+    # eq. 2: one weight α in (0, 1) per sampled frame; eq. 3 normalises them into a convex combination
+    att = r["attention"]
+    assert att["frames"] == r["frames"] and len(att["alpha"]) == 3 and all(0 < a < 1 for a in att["alpha"])
+    weights = np.array(att["alpha"]) / sum(att["alpha"])
+    assert abs(weights.sum() - 1) < 1e-9 and (weights > 0).all()
 
 
 def test_two_faces_stable_tracks_one_result_each(artifacts, two_faces):

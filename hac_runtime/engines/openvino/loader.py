@@ -76,6 +76,8 @@ def compile_onnx(path: Path, precision: str, threads: int | None = None):
     if precision == "bf16" and "BF16" not in caps:
         raise HacError(f"{path.name}: this CPU ({cpu_name()}) has no BF16 (OpenVINO reports {', '.join(caps)}): "
                        "run it as fp32, or int8")
+    if precision not in HINTS:
+        raise HacError(f"{path.name}: the openvino engine runs {', '.join(HINTS)} artifacts, not {precision}")
     config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)

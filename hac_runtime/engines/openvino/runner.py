@@ -20,6 +20,9 @@ class OpenVinoEngine(Engine):
             raise HacError(f"{self.artifact.name}: the openvino engine runs on the CPU here, not on CUDA")
         self.device = "cpu"
         self.compiled, self.facts = compile_onnx(self.artifact, self.precision)
+        names = [o.get_any_name() for o in self.compiled.outputs]
+        if names != self.output_names:
+            raise HacError(f"{self.artifact.name}: model outputs {names} do not match its manifest ({self.output_names})")
         self.request = self.compiled.create_infer_request()
 
     @property
@@ -29,9 +32,10 @@ class OpenVinoEngine(Engine):
     def _run(self, batch):
         return run_on_host(batch, self._run_host)
 
-    def _run_host(self, batch: np.ndarray) -> np.ndarray:
+    def _run_host(self, batch: np.ndarray) -> tuple:
         self.request.infer({0: np.ascontiguousarray(batch)})
-        return np.array(self.request.get_output_tensor(0).data, copy=True)
+        return tuple(np.array(self.request.get_output_tensor(i).data, dtype=np.float32, copy=True)
+                     for i in range(len(self.output_names)))
 
     def close(self) -> None:
         self.request = self.compiled = None

@@ -69,8 +69,9 @@ def check_session(session, path: Path, manifest: dict) -> None:
             or isinstance(inputs[0].shape[0], int):
         got = [(i.name, i.shape) for i in inputs]
         raise HacError(f"{path.name}: model inputs {got} do not match its manifest ({name} {shape})")
-    if not outputs or outputs[0].name != manifest["output"]["name"]:
-        raise HacError(f"{path.name}: model output {outputs[0].name if outputs else None!r} does not match its manifest")
+    want = [manifest["output"]["name"]] + ([manifest["attention"]["name"]] if manifest.get("attention") else [])
+    if [o.name for o in outputs] != want:
+        raise HacError(f"{path.name}: model outputs {[o.name for o in outputs]} do not match its manifest ({want})")
     meta = session.get_modelmeta().custom_metadata_map
     if "source_sha256" in meta and meta["source_sha256"] != manifest["source_sha256"]:
         raise HacError(f"{path.name}: embedded source checksum differs from its manifest (mixed-up files)")

@@ -24,31 +24,34 @@ class OrtEngine(Engine):
 
     def _run(self, batch):
         if isinstance(batch, np.ndarray):
-            return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(batch)})[0]
+            return tuple(self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch)}))
         if batch.device.type == "cuda" and self.device.startswith("cuda"):
             return self._infer_bound(batch)
-        out = self.session.run([self.output_name], {self.input_name: batch.detach().cpu().contiguous().numpy()})[0]
+        outs = self.session.run(self.output_names, {self.input_name: batch.detach().cpu().contiguous().numpy()})
         import torch
 
-        return torch.from_numpy(out).to(batch.device)
+        return tuple(torch.from_numpy(o).to(batch.device) for o in outs)
 
     def _infer_bound(self, batch):
-        """Zero-copy: bind the torch CUDA input and a preallocated torch CUDA output to the session."""
+        """Zero-copy: bind the torch CUDA input and preallocated torch CUDA outputs to the session."""
         import torch
 
         index = int(self.device.split(":")[1])
         if batch.device.index not in (None, index):
             raise HacError(f"{self.artifact.name}: input is on {batch.device}, the session on {self.device}")
         batch = batch.contiguous()
-        out = torch.empty((batch.shape[0], len(self.classes)), dtype=torch.float32, device=batch.device)
+        widths = [len(self.classes), self.input_shape[1]]  # logits (B, classes), alpha (B, k)
+        outs = [torch.empty((batch.shape[0], w), dtype=torch.float32, device=batch.device)
+                for w in widths[:len(self.output_names)]]
         binding = self._binding or self.session.io_binding()
         self._binding = binding
         binding.bind_input(self.input_name, "cuda", index, np.float32, tuple(batch.shape), batch.data_ptr())
-        binding.bind_output(self.output_name, "cuda", index, np.float32, tuple(out.shape), out.data_ptr())
+        for name, out in zip(self.output_names, outs):
+            binding.bind_output(name, "cuda", index, np.float32, tuple(out.shape), out.data_ptr())
         torch.cuda.current_stream(batch.device).synchronize()  # the input must be ready before ORT reads it
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
-        return out
+        return tuple(outs)
 
     def close(self) -> None:
         self._binding = None

@@ -71,13 +71,14 @@ class TorchEngine(Engine):
 
         def run():
             with torch.inference_mode():
-                return self._first(self.module(static_input))
+                return self._outputs(self.module(static_input))
 
         return static_input, run
 
-    @staticmethod
-    def _first(out):
-        return out[0] if isinstance(out, (list, tuple)) else out
+    def _outputs(self, out) -> tuple:
+        """The module's outputs as a tuple of ``output_names``' length (an ExportedProgram returns a tuple)."""
+        out = tuple(out) if isinstance(out, (list, tuple)) else (out,)
+        return out[:len(self.output_names)]
 
     def _run(self, batch):
         torch = self._torch
@@ -85,8 +86,8 @@ class TorchEngine(Engine):
         x = torch.from_numpy(np.ascontiguousarray(batch)) if from_numpy else batch
         if not self.on_cuda:
             with torch.inference_mode():
-                out = self._first(self.module(x.to(self.device)))
-            return out.float().cpu().numpy() if from_numpy else out.to(batch.device)
+                outs = self._outputs(self.module(x.to(self.device)))
+            return tuple(o.float().cpu().numpy() if from_numpy else o.to(batch.device) for o in outs)
         b = int(x.shape[0])
         self.stream.wait_stream(torch.cuda.current_stream(self.device))
         self._mark(0)
@@ -100,10 +101,10 @@ class TorchEngine(Engine):
                     x.record_stream(self.stream)
                 self._mark(1)
                 with tf32_mode(self.tf32):
-                    out = self._first(self.module(x))
+                    out = self._outputs(self.module(x))
                 self._mark(2)
-        result = finish(out, self.stream, from_numpy, self._mark)
-        return result if from_numpy else result.to(batch.device)
+        results = finish(out, self.stream, from_numpy, self._mark)
+        return results if from_numpy else tuple(r.to(batch.device) for r in results)
 
     def close(self) -> None:
         if self._graphs is not None:

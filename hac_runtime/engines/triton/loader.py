@@ -168,6 +168,11 @@ def _check_metadata(where: ServerModel, manifest: dict, meta: dict) -> None:
     if got_out["name"] != out["name"] or shape_out != want_out:
         problems.append(f"output {got_out['name']} {shape_out}, the manifest says {out['name']} {want_out} "
                         f"({len(manifest['classes'])} classes)")
+    attention = manifest.get("attention")
+    if attention:
+        served = {o.get("name"): [int(d) for d in o.get("shape", [])][1:] for o in meta.get("outputs", [])}
+        if served.get(attention["name"]) != [int(manifest["preprocess"]["k"])]:
+            problems.append(f"no output {attention['name']} [{manifest['preprocess']['k']}] (α, eq. 2) beside the logits")
     if problems:
         raise HacError(f"{where}: the served model does not match its HAC manifest: {'; '.join(problems)}")
 

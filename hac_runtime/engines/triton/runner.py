@@ -47,16 +47,16 @@ class TritonEngine(Engine):
     def _run(self, batch):
         return run_on_host(batch, self._run_host)
 
-    def _run_host(self, batch: np.ndarray) -> np.ndarray:
+    def _run_host(self, batch: np.ndarray) -> tuple:
         inp = self._mod.InferInput(self.input_name, list(batch.shape), "FP32")
         inp.set_data_from_numpy(np.ascontiguousarray(batch))
-        out = self._mod.InferRequestedOutput(self.output_name)
+        outs = [self._mod.InferRequestedOutput(n) for n in self.output_names]
         try:
-            result = self._client().infer(self.where.model, [inp], model_version=self.where.version, outputs=[out],
+            result = self._client().infer(self.where.model, [inp], model_version=self.where.version, outputs=outs,
                                        **loader.timeout_options(self.where, self.timeout))
         except Exception as e:  # noqa: BLE001 - the server is down, was killed, or did not answer in time
             raise BatchFailed(f"{self.where}: {loader.reason(e)}") from None
-        return np.asarray(result.as_numpy(self.output_name), np.float32)
+        return tuple(np.asarray(result.as_numpy(n), np.float32) for n in self.output_names)
 
     def _client(self):
         """This thread's client: the connecting one over gRPC (thread-safe), one per thread over HTTP."""

@@ -81,8 +81,11 @@ def load_trt_engine(path, manifest: dict, index: int = 0):
     want_in, want_out = manifest["input"]["name"], manifest["output"]["name"]
     if inputs != [want_in] or want_out not in names:
         raise HacError(f"{path.name}: engine tensors {names} do not match its manifest (input {want_in}, output {want_out})")
-    if engine.get_tensor_dtype(want_in) != trt.float32 or engine.get_tensor_dtype(want_out) != trt.float32:
-        raise HacError(f"{path.name}: engine input/output must be float32")
+    outputs = [want_out] + ([manifest["attention"]["name"]] if manifest.get("attention") else [])
+    if any(n not in names for n in outputs):
+        raise HacError(f"{path.name}: engine tensors {names} lack the outputs {outputs} of its manifest")
+    if any(engine.get_tensor_dtype(n) != trt.float32 for n in (want_in, *outputs)):
+        raise HacError(f"{path.name}: engine input and outputs must be float32")
     max_batch = engine.get_tensor_profile_shape(want_in, 0)[2][0]
     if max_batch != manifest["input"]["batch"]["max"]:
         raise HacError(f"{path.name}: engine profile max batch {max_batch} differs from its manifest")

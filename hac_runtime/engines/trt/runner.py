@@ -42,7 +42,10 @@ class TrtEngine(Engine):
             self._scratch = None  # the device memory every context of this engine shares
             self.context = self._new_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        engine_outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if sorted(engine_outputs) != sorted(self.output_names):
+            raise HacError(f"{self.artifact.name}: engine outputs {engine_outputs} do not match its manifest "
+                           f"({self.output_names})")
         self._buffers: dict[int, tuple] = {}
         top = self.max_batch or self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]
         self.buckets = batch_buckets(self.min_batch, top)
@@ -108,7 +111,7 @@ class TrtEngine(Engine):
 
         def run():
             self._execute(context)
-            return outputs[self.output_name]
+            return tuple(outputs[n] for n in self.output_names)
 
         return staging, run
 
@@ -122,10 +125,10 @@ class TrtEngine(Engine):
         self.stream.wait_stream(torch.cuda.current_stream(self.device))
         self._mark(0)
         if self._graphs is not None and self._graphs.covers(b):
-            logits = self._graphs.replay(batch, b, self._mark)  # copy in and replay on the engine's stream
+            outputs = self._graphs.replay(batch, b, self._mark)  # copy in and replay on the engine's stream
         else:
-            logits = self._run_plain(batch, b)
-        return finish(logits, self.stream, from_numpy, self._mark)
+            outputs = self._run_plain(batch, b)
+        return finish(outputs, self.stream, from_numpy, self._mark)
 
     def _run_plain(self, batch, b: int):
         torch = self._torch
@@ -148,7 +151,7 @@ class TrtEngine(Engine):
         self._mark(2)
         if src is not staging:  # the caller's tensor must outlive the work queued on our stream
             src.record_stream(self.stream)
-        return outputs[self.output_name]
+        return tuple(outputs[n] for n in self.output_names)
 
     def close(self) -> None:
         if self.stream is not None:
