@@ -99,6 +99,17 @@ class ClipReader:
         self.pos = 0
 
 
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has VNNI (AVX-512 VNNI, AVX-VNNI or AMX): without it, ONNX Runtime's u8×s8 kernels
+    (vpmaddubsw) saturate on 8-bit weights — ORT's quantization guide: use 7-bit weights (``reduce_range``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # not Linux: nothing to read; the usual 8-bit weights
+    flags = set(text.split("flags", 1)[-1].split("\n", 1)[0].split())
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def quantize_int8(src, dst, clips: np.ndarray, exclude: list[str], method: str = "minmax",
                   activations: str = "u8", input_name: str = "clips") -> dict:
     """Write the QDQ INT8 model of ``src`` (FP32 ONNX) to ``dst``, calibrated on ``clips``; return the settings."""
@@ -111,13 +122,14 @@ def quantize_int8(src, dst, clips: np.ndarray, exclude: list[str], method: str =
     if len(clips) == 0:
         raise HacError("no calibration clips")
     symmetric = activations == "s8"
+    reduce_range = not symmetric and not cpu_has_vnni()  # u8 activations run by ORT on this CPU
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}[method]
     try:
         with quiet():
             quantize_static(
                 str(src), str(dst), ClipReader(input_name, clips),
-                quant_format=QuantFormat.QDQ, per_channel=True,
+                quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=list(exclude), calibrate_method=calibrate,
                 # TensorRT takes float biases (it folds them itself); ONNX Runtime fuses INT32 ones.
@@ -129,7 +141,8 @@ def quantize_int8(src, dst, clips: np.ndarray, exclude: list[str], method: str =
         first = one_line(e)[:200]
         raise HacFailure(f"INT8 quantisation failed: {type(e).__name__}: {first}") from e
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "calibration": method,
-            "calibration_clips": int(len(clips)), "weights": "s8 per-channel symmetric",
+            "calibration_clips": int(len(clips)),
+            "weights": "s8 per-channel symmetric", "reduce_range": reduce_range,  # 7-bit weights: no VNNI here
             "activations": "s8 symmetric" if symmetric else "u8 asymmetric",
             "bias": "float" if symmetric else "int32",
             "float_blocks": ["self_attention", "spatial_attention", "gru", "fc", "io"],
