@@ -56,7 +56,8 @@ class AlignmentQuality:
         return self.quality >= MIN_QUALITY
 
     def why(self) -> str:
-        """What made it bad, for people: ``not frontal (score -1.07)`` or ``0.30 of the crop outside the frame``."""
+        """What made it bad, for people: ``turned head (frontal score -1.00, yaw ~29°)`` or ``0.31 of the crop
+        outside the frame``."""
         parts = []
         if self.frontal < 0 and abs(self.yaw) > 10:
             parts.append(f"turned head (frontal score {self.frontal:+.2f}, yaw ~{self.yaw:.0f}°)")
@@ -106,8 +107,8 @@ def head_yaw(landmarks: np.ndarray) -> float:
     nor on the frame's size."""
     import cv2
 
-    pts = np.asarray(landmarks, np.float64)[_HEAD_POINTS]
     lm = np.asarray(landmarks, np.float64)
+    pts = lm[_HEAD_POINTS]
     centre, width = lm.mean(0), max(float(np.ptp(lm[:, 0])), 1.0)
     f = 10.0 * width
     camera = np.array([[f, 0, centre[0]], [0, f, centre[1]], [0, 0, 1]], np.float64)
@@ -118,9 +119,11 @@ def head_yaw(landmarks: np.ndarray) -> float:
     return math.degrees(math.atan2(-r[2, 0], math.hypot(r[0, 0], r[1, 0])))
 
 
-def assess(frame: np.ndarray, landmarks: np.ndarray, matrix: np.ndarray, size: int) -> AlignmentQuality:
-    """The quality of the ``size``² crop made from ``frame`` by ``matrix`` for the face of ``landmarks``."""
-    frontal = frontal_score(frame, landmarks)
+def assess(frame: np.ndarray, landmarks: np.ndarray, matrix: np.ndarray, size: int,
+           frontal: float | None = None) -> AlignmentQuality:
+    """The quality of the ``size``² crop made from ``frame`` by ``matrix`` for the face of ``landmarks``.
+    ``frontal``: a frontal score already measured for this face (a tracked frame reuses its detection's)."""
+    frontal = frontal_score(frame, landmarks) if frontal is None else frontal
     outside = outside_fraction(matrix, size, frame.shape)
     yaw = head_yaw(landmarks)
     return AlignmentQuality(round(quality_of(frontal, outside, yaw), 4), round(frontal, 3), round(outside, 3),

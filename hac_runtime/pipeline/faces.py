@@ -21,7 +21,7 @@ import numpy as np
 
 from hac_runtime.faces import FaceProcessor, make_aligner
 from hac_runtime.faces.align import warp_face
-from hac_runtime.faces.quality import AlignmentQuality, frontal_score, head_yaw, outside_fraction, quality_of
+from hac_runtime.faces.quality import AlignmentQuality, assess, frontal_score
 from hac_runtime.pipeline.tracker import FaceTracker, Track
 
 
@@ -77,10 +77,9 @@ class MultiFaceStage:
         t0 = time.perf_counter()
         if not tracked or "frontal" not in t.data:
             t.data["frontal"] = frontal_score(bgr, lm)
-        frontal, outside, yaw = t.data["frontal"], outside_fraction(matrix, self.size, bgr.shape), head_yaw(lm)
+        quality = assess(bgr, lm, matrix, self.size, frontal=t.data["frontal"])
         self.seconds["quality"] += time.perf_counter() - t0
-        return AlignmentQuality(round(quality_of(frontal, outside, yaw), 4), round(frontal, 3), round(outside, 3),
-                                round(yaw, 1))
+        return quality
 
     def step(self, index: int, bgr: np.ndarray) -> tuple[list[TrackedFace], list[Track]]:
         found, tracked = self._found(bgr)
