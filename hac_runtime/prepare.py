@@ -265,15 +265,20 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
             on_frames(pending)
         m = {"format": FORMAT, "clip": name, "source": fp, "settings": settings, "frames": summary.frames,
              "faces": summary.faces, "warnings": summary.warnings}
-        _fsync_tree(tmp)  # the faces are on disk before the marker says so
-        with open(tmp / MARKER, "w") as f:
-            f.write(json.dumps(m, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _seal(tmp, m)
         _commit(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary
+
+
+def _seal(folder: Path, marker: dict) -> None:
+    """Write a finished clip folder's marker, durably, once its faces are on disk (fsync) before it says so."""
+    _fsync_tree(folder)
+    with open(folder / MARKER, "w") as f:
+        f.write(json.dumps(marker, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _commit(tmp: Path, out_dir: Path) -> None:
@@ -396,11 +401,7 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
             folder = tmp / (f"t{tid}" if tid is not None else "none")
             m = {"format": FORMAT, "clip": clip, "source": fp, "settings": settings, "frames": summary.frames,
                  "faces": summary.faces, "warnings": summary.warnings, "base": name, "group": names}
-            _fsync_tree(folder)
-            with open(folder / MARKER, "w") as f:
-                f.write(json.dumps(m, indent=2) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            _seal(folder, m)
         _remove_others(out, name, names)
         for clip, tid in zip(names, kept or [None]):
             _commit(tmp / (f"t{tid}" if tid is not None else "none"), out / clip)
