@@ -105,9 +105,10 @@ def check_manifest(manifest: dict, artifact, require_passed: bool = True, verify
 
 
 def parity_figures(parity: dict) -> str:
-    """``max_abs 1.87, cosine 0.3900, top-1 1.000``: the figures every parity verdict quotes."""
+    """``max_abs 1.87, cosine 0.3900, top-1 1.000 (1 tie)``: the figures every parity verdict quotes."""
+    ties = parity.get("top1_ties") or 0
     return (f"max_abs {parity.get('max_abs', float('nan')):.3g}, cosine {parity.get('cosine_min', float('nan')):.4f}, "
-            f"top-1 {parity.get('top1_agree', float('nan')):.3f}")
+            f"top-1 {parity.get('top1_agree', float('nan')):.3f}" + (f" ({ties} tie{'s' * (ties > 1)})" if ties else ""))
 
 
 def parity_verdict(manifest: dict) -> str:
