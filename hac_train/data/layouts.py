@@ -285,6 +285,33 @@ def load_csv(data: Path, **_) -> DatasetIndex:
     return DatasetIndex(root, "csv", classes, samples, [f"manifest {path.name}"])
 
 
+def load_unlabelled(data) -> DatasetIndex:
+    """Every clip under DATA at any depth, labels unknown (``hac-train --teacher`` gives them): a video file, or
+    a folder holding images (one frame sequence). Hidden entries (``.hac-cache``) are not looked at."""
+    root = _check_root(data)
+    if not root.is_dir():
+        raise HacError(f"{root}: --teacher needs a folder of clips (videos or frame folders)")
+    samples = []
+
+    def walk(folder: Path) -> None:
+        for c in _children(folder):
+            if c.is_file() and c.suffix.lower() in VIDEO_EXTS:
+                samples.append(Sample(c, "", _key(root, c)))
+            elif c.is_dir():
+                if _has_images(c):
+                    samples.append(Sample(c, "", _key(root, c)))
+                else:
+                    walk(c)
+
+    if _has_images(root):
+        samples.append(Sample(root, "", root.name))
+    else:
+        walk(root)
+    if not samples:
+        raise HacError(f"{root}: no clips found (video files or folders of frames)")
+    return DatasetIndex(root, "unlabelled", [], samples, ["labels from the teacher"])
+
+
 LAYOUTS = {"ck+": load_ck, "oulu": load_oulu, "afew": load_afew, "folders": load_folders, "csv": load_csv}
 
 
