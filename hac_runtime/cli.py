@@ -56,6 +56,9 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="JSON lines file [default: stdout].")
 @click.option("--video-out", type=click.Path(dir_okay=False), default=None,
               help="Annotated video (.mp4/.avi); one per source when several.")
+@click.option("--timeline", type=click.Path(dir_okay=False), default=None,
+              help="Per-track emotion timeline (.png): each track's running decisions over time; one per source "
+                   "when several.")
 @click.option("--policy", type=click.Choice(["track", "window"]), default=None,
               help="track: one decision per face track (files); window: sliding window (live) [default: by source].")
 @click.option("--window", type=click.FloatRange(0.1, 600), default=2.0, show_default=True, help="Window, seconds.")
@@ -70,7 +73,7 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
               help="Stream URLs: seconds to wait for the server to open the stream and for each read; "
                    "a Triton server: seconds per request.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines (there are none when stderr is not a terminal).")
-def run_cmd(sources, model, engine, precision, device, out, video_out, policy, window, stride, detect_every, detector,
+def run_cmd(sources, model, engine, precision, device, out, video_out, timeline, policy, window, stride, detect_every, detector,
             max_batch, cuda_graph, timeout, quiet):
     """Classify facial expressions per face track in videos, frame folders, image lists (.txt, one path per
     line), images, cameras (0, 1…) or URLs.
@@ -82,7 +85,7 @@ def run_cmd(sources, model, engine, precision, device, out, video_out, policy, w
     from hac_runtime.pipeline.run import run_sources
 
     summary = run_sources(list(sources), model, engine=engine, device=device, precision=precision, out=out, video_out=video_out,
-                          policy=policy, detect_every=detect_every, detector=detector, window=window,
+                          timeline=timeline, policy=policy, detect_every=detect_every, detector=detector, window=window,
                           stride=stride, max_batch=max_batch, cuda_graph=cuda_graph, timeout=timeout,
                           progress=not quiet)
     click.echo(f"hac-run: {summary.results} result(s) from {summary.sources_ok} source(s)"

@@ -154,7 +154,7 @@ class SourceReport:
     def reading(self) -> bool:
         """The source opened and its frames are being read."""
         return self.started is not None
-    running: list = field(default_factory=list)  # track policy + annotated video: the sliding-window decisions
+    running: list = field(default_factory=list)  # track policy + video or timeline: the sliding-window decisions
     unclassified: int = 0  # clips of batches the engine could not run (BatchFailed)
     unclassified_reason: str | None = None
     seconds: dict = field(default_factory=lambda: defaultdict(float))  # busy time per stage
@@ -168,7 +168,8 @@ class Pipeline:
                  detect_every: int = 5, policy: str = "track", window: float = 2.0, stride: float = 1.0,
                  max_batch: int = 8, max_wait: float = 0.02, fps: float = 25.0,
                  on_error: Callable[[str, str], None] | None = None, keep_boxes: bool = False,
-                 gpu_preprocess: bool | None = None, cuda_graph: bool = False, timeout: float | None = None):
+                 gpu_preprocess: bool | None = None, cuda_graph: bool = False, timeout: float | None = None,
+                 keep_running: bool | None = None):
         from hac_runtime.engines.select import choose_engine
 
         if policy not in POLICIES:
@@ -191,6 +192,9 @@ class Pipeline:
         self.fps = fps
         self.on_error = on_error or _print_error
         self.keep_boxes = keep_boxes
+        #: track policy: also classify sliding windows, kept in ``SourceReport.running`` (annotated video,
+        #: timeline); default: when boxes are kept
+        self.keep_running = keep_boxes if keep_running is None else keep_running
         # On a GPU engine, warp and normalise on the GPU and hand the engine device tensors (no host round trip).
         on_gpu = str(getattr(self.engine, "device", "cpu")).startswith("cuda")
         self.gpu_preprocess = on_gpu if gpu_preprocess is None else gpu_preprocess
@@ -246,10 +250,10 @@ class Pipeline:
             stage = self._make_stage()
             policy = self._policy()
             buffers: dict[int, object] = {}
-            # An annotated video of a track-policy run shows the running decision (sliding windows), not
-            # the track's final one painted backwards: those clips are classified for drawing only.
+            # An annotated video or timeline of a track-policy run shows the running decision (sliding
+            # windows), not the track's final one painted backwards: those clips are classified for drawing only.
             running = (SlidingWindow(self.k, window=self.window, stride=self.stride)
-                       if self.keep_boxes and self.policy_name == "track" else None)
+                       if self.keep_running and self.policy_name == "track" else None)
             running_buffers: dict[int, object] = {}
 
             def emit(req: ClipRequest | None, for_drawing: bool = False):

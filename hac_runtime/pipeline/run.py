@@ -33,15 +33,15 @@ class RunSummary:
                 f"the {self.results} result(s) classified were written")
 
 
-def video_out_paths(video_out, sources: list[str]) -> list[Path]:
-    """One annotated video per source: ``FILE`` for one source, ``FILE-stem.<name>.suffix`` for several
-    (``<name>-<i>`` for a source given more than once)."""
-    video_out = Path(video_out)
+def per_source_paths(path, sources: list[str]) -> list[Path]:
+    """One output file (annotated video, timeline) per source: ``FILE`` for one source,
+    ``FILE-stem.<name>.suffix`` for several (``<name>-<i>`` for a source given more than once)."""
+    path = Path(path)
     if len(sources) == 1:
-        return [video_out]
+        return [path]
     names = [Path(str(s)).stem or str(i) for i, s in enumerate(sources)]
     names = [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]  # a source given twice
-    return [video_out.with_name(f"{video_out.stem}.{n}{video_out.suffix}") for n in names]
+    return [path.with_name(f"{path.stem}.{n}{path.suffix}") for n in names]
 
 
 @contextlib.contextmanager
@@ -65,13 +65,14 @@ def drain_on_sigint(pipe: Pipeline, log):
 
 
 def run_sources(sources, model, engine: str = "auto", device: str = "auto", precision: str | None = None,
-                out=None, video_out=None,
+                out=None, video_out=None, timeline=None,
                 policy: str | None = None, detect_every: int = 5, detector: str | None = None,
                 window: float = 2.0, stride: float = 1.0, max_batch: int = 8, cuda_graph: bool = False,
                 timeout: float | None = None, log=None, progress: bool = True) -> RunSummary:
     """Classify every face track in ``sources`` with ``model`` (an exported artifact or an export folder);
     results to ``out`` (stdout if None). Ctrl-C finishes the clips in flight, then raises KeyboardInterrupt.
-    ``progress``: a line per source on a terminal (``pipeline.progress``); never when stderr is not one."""
+    ``progress``: a line per source on a terminal (``pipeline.progress``); never when stderr is not one.
+    ``timeline``: a PNG per source of each track's running decisions (``pipeline.timeline``)."""
     sources = [str(s) for s in sources]
     if not sources:
         raise HacError("no source given")
@@ -80,15 +81,22 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
     if video_out is not None and live:
         raise HacError("--video-out needs file or folder sources (it re-reads them to draw the results)")
     policy = policy or ("window" if live else "track")
-    if video_out is not None:  # every output location is checked before the model is even opened
-        for path in video_out_paths(video_out, sources):
-            check_output_file(path, "annotated video")
+    if timeline is not None and live:
+        raise HacError("--timeline needs file or folder sources (a live source ends only by Ctrl-C)")
+    if timeline is not None and Path(timeline).suffix.lower() != ".png":
+        raise HacError(f"{timeline}: --timeline writes a PNG image; give a .png file name")
+    # every output location is checked before the model is even opened
+    for path in per_source_paths(video_out, sources) if video_out is not None else []:
+        check_output_file(path, "annotated video")
+    for path in per_source_paths(timeline, sources) if timeline is not None else []:
+        check_output_file(path, "timeline")
+    keep = video_out is not None or timeline is not None  # results kept for drawing; a live run keeps none
     writer = JsonLinesWriter(out)  # checked now; the file itself is replaced only once results come
     results: list[dict] = []  # kept only to draw the annotated video: a live run keeps none
     count = 0
     pipe = Pipeline(model, engine=engine, device=device, precision=precision, detector=detector,
                     detect_every=detect_every, policy=policy, window=window, stride=stride, max_batch=max_batch,
-                    keep_boxes=video_out is not None, cuda_graph=cuda_graph, timeout=timeout)
+                    keep_boxes=video_out is not None, keep_running=keep, cuda_graph=cuda_graph, timeout=timeout)
     chosen = pipe.choice.describe() if pipe.choice is not None else pipe.engine.artifact.name
     log(f"hac-run: engine {chosen}; providers {', '.join(pipe.engine.providers)}; "
         f"{pipe.engine.precision}, k={pipe.k}, {pipe.size}px, clip policy {policy}")
@@ -98,7 +106,7 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
             for r in pipe.run(sources):
                 writer.write(r)
                 count += 1
-                if video_out is not None:
+                if keep:
                     results.append(r)
         commit = True
     except KeyboardInterrupt:
@@ -115,11 +123,20 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
         raise KeyboardInterrupt
     reports = pipe.reports
     if video_out is not None:
-        for i, (src, rep, path) in enumerate(zip(sources, reports, video_out_paths(video_out, sources))):
+        for i, (src, rep, path) in enumerate(zip(sources, reports, per_source_paths(video_out, sources))):
             if rep.error is None:  # track policy: the running (sliding-window) decisions too; the final wins ties
                 drawn = (rep.running if policy == "track" else []) + [r for r in results if r["source_index"] == i]
                 annotate_video(src, path, rep.boxes, drawn)
                 log(f"hac-run: annotated video {path}")
+    if timeline is not None:
+        from hac_runtime.pipeline.timeline import write_timeline
+
+        for i, (src, rep, path) in enumerate(zip(sources, reports, per_source_paths(timeline, sources))):
+            if rep.error is None:
+                mine = [r for r in results if r["source_index"] == i]
+                running, final = (rep.running, mine) if policy == "track" else (mine, [])
+                write_timeline(path, running, final, list(pipe.classes), f"{src} ({policy} policy)")
+                log(f"hac-run: timeline {path}")
     for src, rep in zip(sources, reports):
         if rep.error is None and rep.faces == 0:
             log(f"hac-run: {src}: no face found in {rep.frames} frames; no results")

@@ -368,3 +368,25 @@ def test_prefetch_ends_under_a_slow_consumer_and_releases_an_abandoned_source():
     assert pre.close() is False and not released.is_set()  # not released under the blocked read
     gate.set()
     assert released.wait(30)  # the decoder thread released it once its read returned
+
+
+def test_timeline_png_one_row_per_track(artifacts, two_faces, tmp_path, capsys):
+    """--timeline: a PNG per source, a row per face track, each class's probability in its own colour."""
+    import matplotlib
+
+    logs = []
+    run_sources([two_faces], artifacts / "hac.onnx", engine="ort", out=tmp_path / "r.jsonl",
+                timeline=tmp_path / "t.png", log=logs.append)
+    png = cv2.imread(str(tmp_path / "t.png"))
+    assert png is not None and f"hac-run: timeline {tmp_path / 't.png'}" in logs
+    assert png.shape[0] == round((1.2 + 1.5 * 2) * 110)  # two tracks: two rows (Obama all along, Biden 1.4 s)
+    tab10 = [tuple(round(255 * v) for v in matplotlib.colormaps["tab10"](i)[:3][::-1]) for i in range(3)]
+    lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    for i, cls in enumerate(CLASSES):  # every class with some probability is drawn in its colour
+        area = (np.abs(png.astype(int) - tab10[i]).sum(2) < 40).sum()
+        assert area > 200 or all(r["probs"][cls] < 0.02 for r in lines), (cls, area)
+
+    code, _, err = hac_run([two_faces, "--model", artifacts / "hac.onnx", "--timeline", tmp_path / "t.jpg"], capsys)
+    assert code == 2 and "give a .png file name" in err and "Traceback" not in err
+    code, _, err = hac_run(["0", "--model", artifacts / "hac.onnx", "--timeline", tmp_path / "t.png"], capsys)
+    assert code == 2 and "--timeline needs file or folder sources" in err
