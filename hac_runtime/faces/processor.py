@@ -22,7 +22,7 @@ from hac_runtime.errors import HacError
 from hac_runtime.faces.align import FaceAligner, make_aligner, similarity_transform, warp_face
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR, Box, FaceDetector, _gray, make_detector
 from hac_runtime.faces.landmarks import STABLE, LandmarkPredictor, box_from_landmarks, interocular
-from hac_runtime.faces.quality import AlignmentQuality, assess
+from hac_runtime.faces.quality import AlignmentQuality, assess, assessed_matrix
 
 
 @dataclass
@@ -153,13 +153,8 @@ class FaceProcessor:
                        ) -> tuple[np.ndarray, AlignmentQuality]:
         """The crop of ``aligner`` and its quality (``faces.quality``). A sequence aligner whose reference
         would come from a bad frame is reset, so the clip's first *good* frame sets it (§4.2)."""
-        fresh = getattr(aligner, "reference", False) is None
-        matrix = aligner.matrix(landmarks)
-        crop = warp_face(bgr, matrix, aligner.size)
-        quality = assess(bgr, landmarks, matrix, aligner.size)
-        if fresh and not quality.ok:
-            aligner.reset()
-        return crop, quality
+        matrix, quality = assessed_matrix(aligner, landmarks, lambda m: assess(bgr, landmarks, m, aligner.size))
+        return warp_face(bgr, matrix, aligner.size), quality
 
     # ---- sequences ---------------------------------------------------------------------------------------------
     def reset(self) -> None:

@@ -131,3 +131,14 @@ def assess(frame: np.ndarray, landmarks: np.ndarray, matrix: np.ndarray, size: i
 
 __all__ = ["MIN_QUALITY", "QUALITY_SIDE", "AlignmentQuality", "assess", "frontal_score", "head_yaw",
            "outside_fraction", "quality_of"]
+
+
+def assessed_matrix(aligner, landmarks: np.ndarray, judge) -> tuple[np.ndarray, AlignmentQuality]:
+    """``aligner``'s matrix for ``landmarks`` and ``judge(matrix)``'s quality. A sequence aligner whose
+    reference would come from a bad frame is reset, so a clip's first *good* frame sets it (§4.2)."""
+    fresh = getattr(aligner, "reference", False) is None
+    matrix = aligner.matrix(landmarks)
+    quality = judge(matrix)
+    if fresh and not quality.ok:
+        aligner.reset()
+    return matrix, quality

@@ -21,7 +21,7 @@ import numpy as np
 
 from hac_runtime.faces import FaceProcessor, make_aligner
 from hac_runtime.faces.align import warp_face
-from hac_runtime.faces.quality import AlignmentQuality, assess, frontal_score
+from hac_runtime.faces.quality import AlignmentQuality, assess, assessed_matrix, frontal_score
 from hac_runtime.pipeline.tracker import FaceTracker, Track
 
 
@@ -91,11 +91,9 @@ class MultiFaceStage:
             aligner = t.data.get("aligner")
             if aligner is None:
                 aligner = t.data["aligner"] = make_aligner(self.aligner, self.size)
-            fresh = getattr(aligner, "reference", False) is None
-            t0 = time.perf_counter()
-            matrix = aligner.matrix(lm)
-            self.seconds["align"] += time.perf_counter() - t0
-            quality = self._quality(t, bgr, lm, matrix, tracked)
+            t0, judged = time.perf_counter(), self.seconds["quality"]
+            matrix, quality = assessed_matrix(aligner, lm, lambda m: self._quality(t, bgr, lm, m, tracked))
+            self.seconds["align"] += time.perf_counter() - t0 - (self.seconds["quality"] - judged)
             rgb = None
             if quality.ok:
                 t0 = time.perf_counter()
@@ -104,8 +102,6 @@ class MultiFaceStage:
                 else:
                     rgb = np.ascontiguousarray(warp_face(bgr, matrix, self.size)[..., ::-1])
                 self.seconds["align"] += time.perf_counter() - t0
-            elif fresh:
-                aligner.reset()  # the track's first *good* frame sets the sequence reference (§4.2)
             faces.append(TrackedFace(t.id, tuple(int(v) for v in box), rgb, lm, quality, tracked))
         return faces, closed
 
