@@ -162,7 +162,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
         clips, inputs = parity_clips(calib, pre, classes, log=steps.log,
                                      progress=steps.subtask(f"reading clips from {calib}", n_clips) if calib else None)
         x, labels = clips.x, clips.labels
-        ref = parity_mod.reference_logits(model, x)
+        ref, ref_alpha = parity_mod.reference_outputs(model, x)
         inputs = {"description": inputs, "clips": [str(f.relative_to(clips.root)) for f in clips.folders]}
 
         job = _Job(model=model, k=k, size=size, batch=plan.batch, clips=clips, calib_method=calib_method,
@@ -189,7 +189,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
                         describe_file(manifest, tmp, name)
                         steps.say(f"{name}: checking parity")
                         tol = parity_mod.tolerance_for(precision, device, tolerances)
-                        record = _parity(tmp, fmt, device, manifest, x, ref, labels, tol, hi, tolerances)
+                        record = _parity(tmp, fmt, device, manifest, x, ref, labels, tol, hi, tolerances, ref_alpha)
                         record["inputs"] = inputs
                         manifest["parity"] = record
                         manifest["status"] = "passed" if record["passed"] else "failed"
@@ -248,11 +248,12 @@ def _package(fmt: str, job: "_Job", out: Path, steps, backend: str, kind: str) -
 
 
 def _parity(path: Path, fmt: str, device: str, manifest: dict, x, ref, labels, tol: dict, max_batch: int,
-            tolerances: dict | None = None) -> dict:
+            tolerances: dict | None = None, ref_alpha=None) -> dict:
     """Parity of the staged artifact, run by the runtime engine that will run it in production; then of every
     other run ``spec.RUNS`` lists for it whose engine is installed here (``runs``: OpenVINO fp32/bf16/int8)."""
     with load_engine(path, spec.native_engine(fmt), device, manifest=manifest, require_passed=False) as engine:
-        record = parity_mod.check_parity(engine, x, ref, max_batch, tol, labels, manifest["input"]["batch"]["min"])
+        record = parity_mod.check_parity(engine, x, ref, max_batch, tol, labels, manifest["input"]["batch"]["min"],
+                                         ref_alpha)
         record.update(engine=engine.kind, device=engine.device, providers=engine.providers)
     if not record["passed"]:
         return record
@@ -266,7 +267,7 @@ def _parity(path: Path, fmt: str, device: str, manifest: dict, x, ref, labels, t
                              precision=run.precision) as engine:
                 runs[key] = parity_mod.check_parity(engine, x, ref, max_batch,
                                                     parity_mod.tolerance_for(run.precision, "cpu", tolerances),
-                                                    labels, manifest["input"]["batch"]["min"])
+                                                    labels, manifest["input"]["batch"]["min"], ref_alpha)
                 runs[key].update(engine=engine.kind, device=engine.device, providers=engine.providers)
         except HacException as e:
             # the staged file's name (.partial-XXXX-hac.onnx) means nothing to a reader: name the published one

@@ -17,6 +17,10 @@ size, and overall as the worst of them:
   tolerated logit error can swap those two classes, so a flip there is rounding, not a wrong artifact;
   ``top1_agree_decisive``: ``top1_agree`` over the other clips, the one ``top1_agree_min`` bounds.
 
+Where the artifact has the per-frame self-attention output (eq. 2's α, ``hac_export.outputs``) it is judged
+too: ``alpha_max_abs``, the largest difference of a frame's α from eager's, bounded by ``alpha_atol`` —
+results carry α to say which frames decided, so it must be the model's α.
+
 ``passed`` only when every figure is inside the precision's tolerance
 (``TOLERANCES``, one table): top-1 alone can agree while the logits point
 elsewhere (cosine 0.39 with top-1 1.0 was seen), so reduced precisions are
@@ -27,21 +31,30 @@ from __future__ import annotations
 import numpy as np
 
 
+#: α (a sigmoid, in (0, 1)) of reduced precisions; seen on a trained resnet18 checkpoint: FP16 3e-6, INT8 2e-4,
+#: OpenVINO BF16 4e-5
+ALPHA_ATOL = {"fp16": 0.01, "bf16": 0.02, "int8": 0.05}
 #: precision → bounds; every key present is checked (``atol``/``rtol``: every logit within atol + rtol·|ref|).
 #: ``top1_tie_rel`` is well under each precision's own error bound (``logit_err_rel_max``), so a tie is a
 #: clip the reference itself barely decides: one FP16 flip at a 0.1 % margin failed a trained model that
 #: had cosine 1.0000 and logit_err_rel 0.0005.
 TOLERANCES = {
-    "fp32": {"atol": 1e-4, "rtol": 1e-4, "cosine_min": 0.99999, "top1_agree_min": 1.0, "top1_tie_rel": 1e-4},
+    "fp32": {"atol": 1e-4, "rtol": 1e-4, "cosine_min": 0.99999, "top1_agree_min": 1.0, "top1_tie_rel": 1e-4,
+             "alpha_atol": 1e-4},
     # FP32 artifacts on CUDA run with TF32 off (TensorRT clears its flag; AOTInductor compiles and runs under
     # hac_runtime.engines.cuda_graphs.tf32_mode(False)); cuDNN/cuBLAS kernels still sum in another order than
     # the CPU reference does.
-    "fp32-gpu": {"atol": 1e-3, "rtol": 1e-3, "cosine_min": 0.9999, "top1_agree_min": 1.0, "top1_tie_rel": 1e-3},
-    "fp16": {"cosine_min": 0.999, "logit_err_rel_max": 0.02, "top1_agree_min": 0.98, "top1_tie_rel": 0.005},
-    "bf16": {"cosine_min": 0.999, "logit_err_rel_max": 0.05, "top1_agree_min": 0.95, "top1_tie_rel": 0.01},
-    "int8": {"cosine_min": 0.99, "logit_err_rel_max": 0.10, "top1_agree_min": 0.95, "top1_tie_rel": 0.02},
+    "fp32-gpu": {"atol": 1e-3, "rtol": 1e-3, "cosine_min": 0.9999, "top1_agree_min": 1.0, "top1_tie_rel": 1e-3,
+                 "alpha_atol": 1e-3},
+    "fp16": {"cosine_min": 0.999, "logit_err_rel_max": 0.02, "top1_agree_min": 0.98, "top1_tie_rel": 0.005,
+             "alpha_atol": ALPHA_ATOL["fp16"]},
+    "bf16": {"cosine_min": 0.999, "logit_err_rel_max": 0.05, "top1_agree_min": 0.95, "top1_tie_rel": 0.01,
+             "alpha_atol": ALPHA_ATOL["bf16"]},
+    "int8": {"cosine_min": 0.99, "logit_err_rel_max": 0.10, "top1_agree_min": 0.95, "top1_tie_rel": 0.02,
+             "alpha_atol": ALPHA_ATOL["int8"]},
 }
-METRICS = ("max_abs", "max_rel", "logit_err_rel", "cosine_min", "top1_agree", "top1_agree_decisive", "top1_ties")
+METRICS = ("max_abs", "max_rel", "logit_err_rel", "cosine_min", "top1_agree", "top1_agree_decisive", "top1_ties",
+           "alpha_max_abs")
 #: metrics whose worst value is the smallest
 HIGHER_IS_BETTER = ("cosine_min", "top1_agree", "top1_agree_decisive")
 
@@ -62,8 +75,10 @@ def tolerance_for(precision: str, device: str = "cpu", override: dict | None = N
     return {"name": name, **tol}
 
 
-def compare(ref: np.ndarray, out: np.ndarray, tol: dict, logit_range: float | None = None) -> dict:
-    """Metrics of ``out`` against ``ref`` (both ``(n, classes)``) and the verdict under ``tol``.
+def compare(ref: np.ndarray, out: np.ndarray, tol: dict, logit_range: float | None = None,
+            ref_alpha: np.ndarray | None = None, alpha: np.ndarray | None = None) -> dict:
+    """Metrics of ``out`` against ``ref`` (both ``(n, classes)``) and the verdict under ``tol``; of ``alpha``
+    against ``ref_alpha`` (both ``(n, k)``) where both are given.
 
     ``logit_range`` defaults to ``ref``'s own (max − min); pass the whole reference's when ``ref`` is a part."""
     ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
@@ -85,6 +100,10 @@ def compare(ref: np.ndarray, out: np.ndarray, tol: dict, logit_range: float | No
         "top1_ties": int(ties.sum()),
         "n": int(len(ref)),
     }
+    if ref_alpha is not None and alpha is not None:
+        a = np.asarray(alpha, np.float64)
+        metrics["alpha_max_abs"] = (float(np.abs(a - np.asarray(ref_alpha, np.float64)).max())
+                                    if np.isfinite(a).all() else float("inf"))
     failures = []
     if "atol" in tol:
         excess = diff - (tol["atol"] + tol["rtol"] * np.abs(ref))
@@ -95,6 +114,9 @@ def compare(ref: np.ndarray, out: np.ndarray, tol: dict, logit_range: float | No
                         f"(max_abs {metrics['max_abs']:.3g} of a {spread:.3g} logit range)")
     if "cosine_min" in tol and metrics["cosine_min"] < tol["cosine_min"]:
         failures.append(f"cosine_min {metrics['cosine_min']:.6f} < {tol['cosine_min']}")
+    if "alpha_atol" in tol and metrics.get("alpha_max_abs", 0.0) > tol["alpha_atol"]:
+        failures.append(f"alpha_max_abs {metrics['alpha_max_abs']:.3g} > {tol['alpha_atol']:g} (eq. 2's per-frame "
+                        f"attention differs from eager's)")
     if "top1_agree_min" in tol and metrics["top1_agree_decisive"] < tol["top1_agree_min"]:
         n_ties = metrics["top1_ties"]
         tied = f" ({n_ties} tie{'s' * (n_ties > 1)} not counted)" if n_ties else ""
@@ -103,36 +125,57 @@ def compare(ref: np.ndarray, out: np.ndarray, tol: dict, logit_range: float | No
     return {**metrics, "passed": not failures, "failures": failures}
 
 
-def run_batches(infer, x: np.ndarray, batch: int) -> np.ndarray:
-    """Outputs of ``infer`` over ``x`` in full batches of ``batch`` (the last filled by wrapping around)."""
+def run_batches(infer, x: np.ndarray, batch: int):
+    """Outputs of ``infer`` over ``x`` in full batches of ``batch`` (the last filled by wrapping around); where
+    ``infer`` returns a tuple, a tuple of the concatenated outputs (None stays None)."""
     n = len(x)
     outs = []
     for start in range(0, n, batch):
         idx = np.arange(start, start + batch) % n
-        outs.append(np.asarray(infer(np.ascontiguousarray(x[idx])))[: min(batch, n - start)])
+        got = infer(np.ascontiguousarray(x[idx]))
+        keep = min(batch, n - start)
+        outs.append(tuple(None if o is None else np.asarray(o)[:keep] for o in got) if isinstance(got, tuple)
+                    else np.asarray(got)[:keep])
+    if isinstance(outs[0], tuple):
+        return tuple(None if parts[0] is None else np.concatenate(parts) for parts in zip(*outs))
     return np.concatenate(outs)
+
+
+def reference_outputs(model, x: np.ndarray, batch: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
+    """Eager FP32 PyTorch logits and self-attention α (eq. 2; None for a model without it) on the CPU."""
+    import torch
+
+    def run(b):
+        logits, attention = model(torch.from_numpy(b), return_attention=True)
+        alpha = attention.get("self")
+        return logits.numpy(), None if alpha is None else alpha.numpy()
+
+    with torch.no_grad():
+        return run_batches(run, x, batch)
 
 
 def reference_logits(model, x: np.ndarray, batch: int = 8) -> np.ndarray:
     """Eager FP32 PyTorch logits on the CPU."""
-    import torch
-
-    with torch.no_grad():
-        return run_batches(lambda b: model(torch.from_numpy(b)).numpy(), x, batch)
+    return reference_outputs(model, x, batch)[0]
 
 
 def check_parity(engine, x: np.ndarray, ref: np.ndarray, max_batch: int, tol: dict,
-                 labels: np.ndarray | None = None, min_batch: int = 1) -> dict:
-    """Run ``engine`` over every clip of ``x`` at batch ``min_batch`` and at ``max_batch``; compare with ``ref``.
+                 labels: np.ndarray | None = None, min_batch: int = 1, ref_alpha: np.ndarray | None = None) -> dict:
+    """Run ``engine`` over every clip of ``x`` at batch ``min_batch`` and at ``max_batch``; compare with ``ref``
+    (and its α with ``ref_alpha`` where the engine has that output).
 
     The record: per batch size the metrics and verdict (``batches``), overall the worst figure of each
     (``passed`` only when every batch size passed), the tolerance, and the accuracy change where labels exist.
     """
     spread = float(np.max(ref) - np.min(ref))
     sizes = [min_batch] if min_batch == max_batch else [min_batch, max_batch]
-    outs = {b: run_batches(engine.infer, x, b) for b in sizes}
-    batches = [{"batch": b, **compare(ref, outs[b], tol, spread)} for b in sizes]
-    worst = {m: (min if m in HIGHER_IS_BETTER else max)(r[m] for r in batches) for m in METRICS}
+    judge_alpha = ref_alpha is not None and bool(getattr(engine, "attention_name", None))
+    infer = engine.infer_all if judge_alpha else engine.infer
+    both = {b: run_batches(infer, x, b) for b in sizes}
+    outs = {b: o[0] if judge_alpha else o for b, o in both.items()}
+    batches = [{"batch": b, **compare(ref, outs[b], tol, spread, ref_alpha if judge_alpha else None,
+                                      both[b][1] if judge_alpha else None)} for b in sizes]
+    worst = {m: (min if m in HIGHER_IS_BETTER else max)(r[m] for r in batches) for m in METRICS if m in batches[0]}
     failures = [f"batch {r['batch']}: {f}" for r in batches for f in r["failures"]]
     record = {**worst, "n": int(len(x)), "logit_range": spread, "passed": not failures, "failures": failures,
               "tolerance": tol, "batches": batches}

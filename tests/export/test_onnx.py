@@ -14,7 +14,7 @@ from conftest import CLASSES
 CONTRACT_KEYS = {"format", "precision", "classes", "preprocess", "input", "output", "source_sha256",
                  "toolkit_version", "builder", "parity"}
 PARITY_KEYS = {"max_abs", "max_rel", "logit_err_rel", "cosine_min", "top1_agree", "top1_agree_decisive",
-               "top1_ties", "n", "passed", "tolerance", "batches", "inputs"}
+               "top1_ties", "alpha_max_abs", "n", "passed", "tolerance", "batches", "inputs"}
 
 
 def test_onnx_invariants(untrained_export):
@@ -78,8 +78,10 @@ def test_manifests_and_parity_file(untrained_export, tiny_ckpt):
     fp32 = read_manifest(untrained_export.path("onnx"))
     assert fp32["builder"]["opset"] == 20 and fp32["builder"]["gru_nodes"] == 1
     assert fp32["parity"]["tolerance"] == {"name": "fp32", "atol": 1e-4, "rtol": 1e-4, "cosine_min": 0.99999,
-                                           "top1_agree_min": 1.0, "top1_tie_rel": 1e-4}
+                                           "top1_agree_min": 1.0, "top1_tie_rel": 1e-4,
+                                           "alpha_atol": 1e-4}
     assert fp32["parity"]["max_abs"] < 1e-4 and fp32["parity"]["top1_agree"] == 1.0
+    assert fp32["parity"]["alpha_max_abs"] < 1e-5  # eq. 2's α from the artifact is eager's
     # judged on hac-synth clips (no --calib), every clip at batch 1 and at batch 8, never on noise
     inputs = fp32["parity"]["inputs"]
     assert "hac-synth clips" in inputs["description"] and len(inputs["clips"]) == 16

@@ -92,6 +92,19 @@ def test_top1_flip_on_a_tie_is_not_a_wrong_artifact():
     assert not compare(ref, out, {"top1_agree_min": 0.98})["passed"]
 
 
+def test_alpha_that_differs_from_eager_fails_parity():
+    """Results carry α to say which frames decided (eq. 2): logits alone passing is not enough."""
+    rng = np.random.default_rng(1)
+    ref = rng.normal(0, 2, (8, 3))
+    alpha = rng.uniform(0.2, 0.8, (8, 5))
+    tol = tolerance_for("fp32")
+    assert compare(ref, ref, tol, ref_alpha=alpha, alpha=alpha + 5e-5)["passed"]
+    verdict = compare(ref, ref, tol, ref_alpha=alpha, alpha=alpha + 0.01)
+    assert not verdict["passed"] and verdict["alpha_max_abs"] == pytest.approx(0.01)
+    assert verdict["failures"] == ["alpha_max_abs 0.01 > 0.0001 (eq. 2's per-frame attention differs from eager's)"]
+    assert "alpha_max_abs" not in compare(ref, ref, tol)  # an artifact without α: logits judged alone
+
+
 def _perturbed(artifact, dst_dir, shift: float):
     """A copy of ``artifact`` with ``shift`` added to every FC bias: top-1 unchanged, logits moved."""
     dst_dir.mkdir()
