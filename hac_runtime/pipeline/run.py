@@ -92,7 +92,7 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
         check_output_file(path, "timeline")
     keep = video_out is not None or timeline is not None  # results kept for drawing; a live run keeps none
     writer = JsonLinesWriter(out)  # checked now; the file itself is replaced only once results come
-    results: list[dict] = []  # kept only to draw the annotated video: a live run keeps none
+    results: list[dict] = []  # kept only to draw the annotated video or timeline: a live run keeps none
     count = 0
     pipe = Pipeline(model, engine=engine, device=device, precision=precision, detector=detector,
                     detect_every=detect_every, policy=policy, window=window, stride=stride, max_batch=max_batch,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hac_runtime.atomic import atomic_path
+from hac_runtime.atomic import atomic_path, os_reason
+from hac_runtime.errors import HacError
 
 MAX_ROWS = 12  #: tracks drawn at most (the longest)
 
@@ -27,10 +28,9 @@ def write_timeline(path, running: list[dict], final: list[dict], classes: list[s
 
     A track with no running window (shorter than a window) is drawn from its final result over its span.
     At most ``MAX_ROWS`` tracks, the longest; the title says how many were left out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     tracks = sorted({r["track"] for r in running} | {r["track"] for r in final})
     span = {t: max(r["t_end"] for r in running + final if r["track"] == t) -
@@ -38,7 +38,10 @@ def write_timeline(path, running: list[dict], final: list[dict], classes: list[s
     shown = sorted(sorted(tracks, key=lambda t: -span[t])[:MAX_ROWS])
     colours = _colours(len(classes))
     rows = max(1, len(shown))
-    fig, axes = plt.subplots(rows, 1, figsize=(10, 1.2 + 1.5 * rows), sharex=True, squeeze=False)
+    # a Figure of its own (no pyplot): an app embedding the runtime keeps its backend and its open figures
+    fig = Figure(figsize=(10, 1.2 + 1.5 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)
     end = max((r["t_end"] for r in running + final), default=1.0)
     for ax, track in zip(axes[:, 0], shown):
         points = sorted((r for r in running if r["track"] == track), key=lambda r: r["t_end"])
@@ -62,11 +65,13 @@ def write_timeline(path, running: list[dict], final: list[dict], classes: list[s
     left_out = len(tracks) - len(shown)
     fig.suptitle(title + (f" ({left_out} shorter tracks not drawn)" if left_out else "") if tracks
                  else f"{title}: no face track classified")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in colours]
     fig.legend(handles, classes, loc="lower center", ncol=min(len(classes), 8), frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    except OSError as e:
+        raise HacError(f"{path}: timeline not written ({os_reason(e)})") from None
     return path

@@ -13,7 +13,7 @@ from conftest import CLASSES
 
 CONTRACT_KEYS = {"format", "precision", "classes", "preprocess", "input", "output", "source_sha256",
                  "toolkit_version", "builder", "parity"}
-PARITY_KEYS = {"max_abs", "max_rel", "logit_err_rel", "cosine_min", "top1_agree", "top1_agree_decisive",
+PARITY_KEYS = {"max_abs", "max_rel", "logit_err_rel", "cosine_min", "top1_agree", "top1_agree_tie_aware",
                "top1_ties", "alpha_max_abs", "n", "passed", "tolerance", "batches", "inputs"}
 
 
