@@ -80,13 +80,13 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; onnxruntime {onnxruntime.__version__}; "
           f"{time.strftime('%Y-%m-%d')}; model {model.name}; video 640×480, {a.frames} frames; "
           f"detect every {a.detect_every}\n")
-    print("| streams | frames | wall s | frames/s (all streams) | clips | decode | detect | landmarks | track | align | preprocess | infer |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| streams | frames | wall s | frames/s (all streams) | clips | decode | detect | landmarks | track | quality | align | preprocess | infer |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in [int(x) for x in a.streams.split(",")]:
         r = run(model, [video] * s, a.detect_every)
         per = {k: 1e3 * v / r["frames"] for k, v in r["stages"].items()}
         cols = " | ".join(f"{per.get(k, 0.0):.1f}" for k in
-                          ("decode", "detect", "landmarks", "track", "align", "preprocess", "infer"))
+                          ("decode", "detect", "landmarks", "track", "quality", "align", "preprocess", "infer"))
         print(f"| {s} | {r['frames']} | {r['wall']:.1f} | **{r['fps']:.1f}** | {r['results']} | {cols} |")
     print("\nStage columns: busy milliseconds per frame, summed over threads (stages overlap across threads, "
           "so they can add up to more than wall time per frame).")
