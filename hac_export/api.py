@@ -64,11 +64,13 @@ class ExportReport:
 
 
 class _Steps:
-    """A rich progress display on stderr (or nothing when quiet)."""
+    """A rich progress display on stderr; when quiet, nothing, or with ``lines`` one plain line per artifact
+    started, with its number, the time so far and an ETA from the artifacts already done (``hac-bench``)."""
 
-    def __init__(self, verbose: bool, total: int):
+    def __init__(self, verbose: bool, total: int, lines=None):
         self.verbose = verbose
         self.progress = None
+        self.lines, self.total, self.done, self.started = lines, total, 0, time.perf_counter()
         if verbose:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -91,8 +93,13 @@ class _Steps:
     def say(self, text: str):
         if self.progress:
             self.progress.update(self.task, description=text)
+        elif self.lines is not None and text.endswith(": exporting"):
+            spent = time.perf_counter() - self.started
+            eta = f", ETA {spent / self.done * (self.total - self.done):.0f} s" if self.done else ""
+            self.lines(f"{text} ({self.done + 1}/{self.total}; {spent:.0f} s so far{eta})")
 
     def advance(self):
+        self.done += 1
         if self.progress:
             self.progress.advance(self.task)
 
@@ -112,7 +119,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
            out=None, calib_method: str | None = None, workspace_gb: float | None = None,
            activations: str | None = None, tolerances: dict | None = None, verbose: bool = True,
            include_fp32: bool = False, triton_backend: str | None = None, triton_kind: str | None = None,
-           bf16: bool = False) -> ExportReport:
+           bf16: bool = False, only=None, lines=None) -> ExportReport:
     """Export ``checkpoint`` (hac-ckpt/1) as ``formats`` into ``out`` (default: the checkpoint's folder).
 
     ``batch`` is ``MIN:OPT:MAX`` (TensorRT's profile, torch.export's range, parity's largest batch).
@@ -123,9 +130,10 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
     engine made here that passed into ``out/triton/`` (``hac_export.triton``: ``triton_backend``
     onnxruntime or python, instances of ``triton_kind`` gpu or cpu; defaults onnxruntime, gpu). Returns the report, whatever failed: an
     artifact that fails parity or cannot be made fails alone (``report.failed``, ``report.failure()``);
-    the others are written and recorded.
+    the others are written and recorded. ``only`` keeps those (format, precision) pairs (``plan_export``);
+    ``lines`` (with ``verbose=False``) receives a progress line per artifact, with an ETA.
     """
-    plan = plan_export(formats, fp16, int8, calib, batch, calib_method, workspace_gb, include_fp32, bf16)
+    plan = plan_export(formats, fp16, int8, calib, batch, calib_method, workspace_gb, include_fp32, bf16, only)
     if plan.packages:
         from hac_export import triton as triton_mod
 
@@ -158,7 +166,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
 
     report = ExportReport(out=out)
     records = {}
-    with _Steps(verbose, len(plan.artifacts())) as steps:
+    with _Steps(verbose, len(plan.artifacts()), lines) as steps:
         clips, inputs = parity_clips(calib, pre, classes, log=steps.log,
                                      progress=steps.subtask(f"reading clips from {calib}", n_clips) if calib else None)
         x, labels = clips.x, clips.labels

@@ -83,9 +83,11 @@ def load_clips(root, preprocess: dict, classes, max_clips: int = MAX_CALIB_CLIPS
 
 
 class ClipReader:
-    """``onnxruntime.quantization.CalibrationDataReader`` over a ClipSet, a few clips per run."""
+    """``onnxruntime.quantization.CalibrationDataReader`` over a ClipSet, one clip per run by default: ORT keeps
+    every activation of a run alive for the range reducers it adds, so eight clips per run peaked at 10.2 GB
+    for the ResNet50 model (one clip: 2.5 GB and 2.3× faster; the same ranges, as min/max merge across runs)."""
 
-    def __init__(self, input_name: str, clips: np.ndarray, batch: int = 8):
+    def __init__(self, input_name: str, clips: np.ndarray, batch: int = 1):
         self.input_name, self.clips, self.batch, self.pos = input_name, clips, batch, 0
 
     def get_next(self):

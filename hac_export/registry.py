@@ -64,11 +64,13 @@ def parse_formats(text) -> tuple[str, ...]:
 
 def plan_export(formats="onnx", fp16: bool = False, int8: bool = False, calib=None, batch=DEFAULT_BATCH,
                 calib_method: str | None = None, workspace_gb: float | None = None,
-                include_fp32: bool = False, bf16: bool = False) -> ExportPlan:
+                include_fp32: bool = False, bf16: bool = False, only=None) -> ExportPlan:
     """Check the options against the table and decide which artifacts to write.
 
     ``include_fp32``: every format also in FP32 (``hac-bench`` measures all); otherwise a format other than
-    ONNX is written in FP32 only when no reduced precision is asked for."""
+    ONNX is written in FP32 only when no reduced precision is asked for. ``only``: (format, precision) pairs
+    to keep of that (``hac-bench``: the runs it measures, not every format in every precision asked of any),
+    with the ONNX files they are made from."""
     names = parse_formats(formats)
     lo, opt, hi = parse_batch(batch)
     reduced = [p for p, on in (("fp16", fp16), ("bf16", bf16), ("int8", int8)) if on]
@@ -102,6 +104,11 @@ def plan_export(formats="onnx", fp16: bool = False, int8: bool = False, calib=No
         precisions["onnx"] = tuple(p for p in PRECISIONS if p == "fp32" or p in precisions["trt"]
                                    or p in precisions.get("onnx", ()))
         names = tuple(n for n in ORDER if n in names or n == "onnx")
+    if only is not None:
+        only = {tuple(pair) for pair in only}
+        built_from_onnx = {p for f, p in only if f in ("onnx", "trt", "triton")}
+        precisions = {n: tuple(p for p in ps if (n, p) in only or (n == "onnx" and (p == "fp32" or p in built_from_onnx)))
+                      for n, ps in precisions.items()}
     return ExportPlan(formats=names, precisions=precisions, batch=(lo, opt, hi))
 
 

@@ -141,12 +141,14 @@ def _export(candidates: list[Candidate], ckpt: Path, calib: Path, batch_max: int
         return
     formats = list(dict.fromkeys(c.fmt for c in wanted))
     precisions = {c.artifact_precision for c in wanted}
-    log(f"hac-bench: exporting {', '.join(formats)} ({', '.join(sorted(precisions))})")
+    pairs = dict.fromkeys(f"{c.fmt} {c.artifact_precision}" for c in wanted)
+    log(f"hac-bench: exporting {len(pairs)} artifacts ({', '.join(pairs)})")
     try:
         report = export(ckpt, formats=",".join(formats), fp16="fp16" in precisions, int8="int8" in precisions,
                         bf16="bf16" in precisions,
                         calib=calib, batch=f"1:{batch_max}:{batch_max}", out=out, tolerances=tolerances,
-                        include_fp32=True, verbose=False)
+                        include_fp32=True, verbose=False, only={(c.fmt, c.artifact_precision) for c in wanted},
+                        lines=lambda m: log(f"hac-bench: {m}"))
     except HacError as e:
         for c in wanted:
             c.status, c.reason = "export failed", str(e)
