@@ -163,10 +163,16 @@ def test_one_export_per_run_and_a_failed_build_fails_alone(tiny_ckpt, calib_dir,
     def broken(*args, **kwargs):
         raise RuntimeError("injected build failure")
 
-    monkeypatch.setitem(api.WRITERS, "aoti", broken)  # fault injection: the AOTInductor build fails
+    built = []
+    monkeypatch.setitem(api.WRITERS, "aoti", lambda job, precision, *a, **k: built.append(precision) or broken())
+    logs = []
     doc = run_bench(tiny_ckpt, engines="ort,torch", batches="1,2", calib=calib_dir, out=tmp_path / "b",
-                    seconds=0.1, warmup=0.0, log=lambda m: None, verbose=False)
+                    seconds=0.1, warmup=0.0, log=logs.append, verbose=False)
     assert sorted(writes) == ["hac.fp16.onnx", "hac.int8.onnx", "hac.onnx"]  # once each; aoti never published
+    assert built == ["fp32"]  # only the runs it times: no FP16/INT8 AOTInductor package nobody measures
+    started = [m for m in logs if m.endswith("s so far)") or "ETA" in m]
+    assert [m.split(":")[1].strip() for m in started] == ["hac.onnx", "hac.fp16.onnx", "hac.int8.onnx", "hac.aoti.pt2"]
+    assert "(2/4; " in started[1] and "ETA" in started[1]
     rows = {(r["engine"], r["format"], r["precision"], r["batch"]): r for r in doc["results"]}
     for b in (1, 2):
         aoti = rows[("torch", "aoti", "fp32", b)]
