@@ -107,10 +107,36 @@ def _text(frame, text: str, org, scale: float, fg=(0, 0, 0), bg=BOX_BGR) -> tupl
     return w, h
 
 
-def draw_face(frame: np.ndarray, track: int, box, result: dict | None) -> tuple | None:
+def _overlap(a, b) -> int:
+    """Shared area of two ``(x, y, w, h)`` rectangles."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h)
+
+
+def panel_place(box, size, frame_shape, avoid=()) -> tuple[int, int]:
+    """Where a ``size`` (w, h) panel goes for a face ``box``: right of the box, else left, below, above — the
+    first of these (each moved inside the frame) that covers none of ``avoid`` (other faces' boxes, panels
+    already drawn), else the one covering least."""
+    fh, fw = frame_shape[:2]
+    x, y, bw, bh = box
+    pw, ph = size
+    spots = [(x + bw + 6, y), (x - 6 - pw, y), (x, y + bh + 6), (x, y - 6 - ph)]
+    best = None
+    for i, (px, py) in enumerate(spots):
+        inside = (px >= 0 and px + pw <= fw and py >= 0 and py + ph <= fh)
+        px, py = int(min(max(px, 0), max(0, fw - pw))), int(min(max(py, 0), max(0, fh - ph)))
+        covered = sum(_overlap((px, py, pw, ph), r) for r in avoid) + _overlap((px, py, pw, ph), box)
+        key = (covered, not inside, i)  # fewest pixels covered; then a spot that needed no moving; then order
+        if best is None or key < best[0]:
+            best = (key, (px, py))
+    return best[1]
+
+
+def draw_face(frame: np.ndarray, track: int, box, result: dict | None, avoid=()) -> tuple | None:
     """Box, ``#track label score`` on a filled background, and a panel of every class's probability (bar
-    and number) beside the box — on its right, or its left where the frame ends; always inside the frame.
-    Returns the panel's ``(x, y, w, h)`` (None without a decision)."""
+    and number) beside the box (``panel_place``: clear of the faces and panels in ``avoid`` where the frame
+    allows); always inside the frame. Returns the panel's ``(x, y, w, h)`` (None without a decision)."""
     import cv2
 
     fh, fw = frame.shape[:2]
@@ -129,9 +155,7 @@ def draw_face(frame: np.ndarray, track: int, box, result: dict | None) -> tuple 
     num_w = cv2.getTextSize("100%", cv2.FONT_HERSHEY_SIMPLEX, small, 1)[0][0]
     bar_w = int(70 * scale)
     pw, ph = name_w + bar_w + num_w + 16, row * len(probs) + 6
-    px = x + bw + 6 if x + bw + 6 + pw <= fw else x - 6 - pw  # flipped at the right edge
-    px = int(min(max(px, 0), max(0, fw - pw)))
-    py = int(min(max(y, 0), max(0, fh - ph)))
+    px, py = panel_place((x, y, bw, bh), (pw, ph), frame.shape, avoid)
     overlay = frame.copy()
     cv2.rectangle(overlay, (px, py), (px + pw, py + ph), (30, 30, 30), -1)
     cv2.addWeighted(overlay, 0.65, frame, 0.35, 0, dst=frame)
@@ -218,8 +242,13 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
                     if writer is None:
                         h, w = frame.shape[:2]
                         writer = (_H264Writer if suffix in H264_SUFFIXES else _OpenCvWriter)(tmp_video, fps, w, h)
-                    for track, box in boxes.get(index, []):
-                        draw_face(frame, track, box, decisions.at(track, index))
+                    faces = boxes.get(index, [])
+                    panels = []
+                    for track, box in faces:
+                        others = [tuple(int(v) for v in b) for t, b in faces if t != track]
+                        panel = draw_face(frame, track, box, decisions.at(track, index), others + panels)
+                        if panel is not None:
+                            panels.append(panel)
                     writer.write(frame)
                     written += 1
             except HacError:

@@ -287,6 +287,24 @@ def test_panel_always_inside_the_frame(box):
     assert frame[y + 2:y + h - 2, x + 2:x + w - 2].mean() < 110  # the panel was drawn there
 
 
+def test_panels_of_neighbouring_faces_keep_clear_of_each_other():
+    """Issue 16: in a crowded frame a face's panel was drawn over its neighbour's face and panel."""
+    from hac_runtime.pipeline.output import _overlap, draw_face
+
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    classes = ["anger", "happiness", "sadness", "surprise", "neutral"]
+    result = {"label": "happiness", "score": 0.5, "probs": dict(zip(classes, [0.1, 0.5, 0.1, 0.1, 0.2]))}
+    faces = [(0, (155, 125, 75, 75)), (1, (450, 135, 75, 75)), (2, (300, 330, 70, 70))]  # room for every panel
+    panels = []
+    for track, box in faces:
+        others = [b for t, b in faces if t != track]
+        panels.append(draw_face(frame, track, box, result, others + panels))
+    for i, p in enumerate(panels):
+        assert 0 <= p[0] and p[0] + p[2] <= 640 and 0 <= p[1] and p[1] + p[3] <= 480
+        assert all(_overlap(p, box) == 0 for _, box in faces), (i, p)
+        assert all(_overlap(p, q) == 0 for q in panels[:i]), (i, p, panels)
+
+
 def test_a_decision_is_never_painted_before_it_was_made():
     from hac_runtime.pipeline.output import Decisions
 
