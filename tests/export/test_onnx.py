@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -108,3 +109,22 @@ def test_every_onnx_engine_returns_alpha_as_eager_computes_it(untrained_export, 
             assert np.allclose(out, logits.numpy(), atol=1e-4) and np.array_equal(engine.infer(x.numpy()), out)
             assert alpha.shape == (2, 3) and np.allclose(alpha, attention["self"].numpy(), atol=1e-5), name
             assert ((alpha > 0) & (alpha < 1)).all()
+
+
+def test_logits_and_alpha_keep_their_shapes_when_k_differs_from_the_classes(tmp_path):
+    """k = 4 frames, 2 classes: the two outputs cannot be told apart by shape in the other fixtures (3 and 3)."""
+    from hac_export.onnx import export_onnx, verify_onnx
+    from hac_train.model import HACConfig, HACNet
+
+    torch.manual_seed(0)
+    model = HACNet(HACConfig(backbone="resnet18", num_classes=2, k=4)).eval()
+    export_onnx(model, tmp_path / "k4.onnx", 4, 64)
+    verify_onnx(tmp_path / "k4.onnx", expect_gru=True, outputs=["logits", "alpha"])
+    sess = ort.InferenceSession(str(tmp_path / "k4.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["logits", "alpha"]
+    x = torch.randn(3, 4, 3, 64, 64)
+    logits, alpha = sess.run(None, {"clips": x.numpy()})
+    with torch.no_grad():
+        ref, attention = model(x, return_attention=True)
+    assert logits.shape == (3, 2) and alpha.shape == (3, 4)
+    assert np.allclose(logits, ref.numpy(), atol=1e-4) and np.allclose(alpha, attention["self"].numpy(), atol=1e-5)
