@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 
-def iou(a, b) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+def intersection(a, b) -> float:
+    """Shared area of two ``(x, y, w, h)`` boxes."""
     iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
+    return iw * ih
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    inter = intersection(a, b)
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0

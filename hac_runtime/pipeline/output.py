@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from hac_runtime.atomic import check_output_file, disk_is_full, os_reason
+from hac_runtime.boxes import intersection
 from hac_runtime.errors import HacError
 
 
@@ -107,17 +108,10 @@ def _text(frame, text: str, org, scale: float, fg=(0, 0, 0), bg=BOX_BGR) -> tupl
     return w, h
 
 
-def _overlap(a, b) -> int:
-    """Shared area of two ``(x, y, w, h)`` rectangles."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(0, w) * max(0, h)
-
-
 def panel_place(box, size, frame_shape, avoid=()) -> tuple[int, int]:
-    """Where a ``size`` (w, h) panel goes for a face ``box``: right of the box, else left, below, above — the
-    first of these (each moved inside the frame) that covers none of ``avoid`` (other faces' boxes, panels
-    already drawn), else the one covering least."""
+    """Where a ``size`` (w, h) panel goes for a face ``box``: of the spots right of the box, left, below and
+    above (each moved inside the frame), the one covering least of the box and of ``avoid`` (other faces'
+    boxes, panels already drawn); among equals, one that needed no moving, then the earlier in that order."""
     fh, fw = frame_shape[:2]
     x, y, bw, bh = box
     pw, ph = size
@@ -126,7 +120,7 @@ def panel_place(box, size, frame_shape, avoid=()) -> tuple[int, int]:
     for i, (px, py) in enumerate(spots):
         inside = (px >= 0 and px + pw <= fw and py >= 0 and py + ph <= fh)
         px, py = int(min(max(px, 0), max(0, fw - pw))), int(min(max(py, 0), max(0, fh - ph)))
-        covered = sum(_overlap((px, py, pw, ph), r) for r in avoid) + _overlap((px, py, pw, ph), box)
+        covered = sum(intersection((px, py, pw, ph), r) for r in (box, *avoid))
         key = (covered, not inside, i)  # fewest pixels covered; then a spot that needed no moving; then order
         if best is None or key < best[0]:
             best = (key, (px, py))

@@ -289,7 +289,8 @@ def test_panel_always_inside_the_frame(box):
 
 def test_panels_of_neighbouring_faces_keep_clear_of_each_other():
     """Issue 16: in a crowded frame a face's panel was drawn over its neighbour's face and panel."""
-    from hac_runtime.pipeline.output import _overlap, draw_face
+    from hac_runtime.boxes import intersection
+    from hac_runtime.pipeline.output import draw_face
 
     frame = np.full((480, 640, 3), 128, np.uint8)
     classes = ["anger", "happiness", "sadness", "surprise", "neutral"]
@@ -301,8 +302,8 @@ def test_panels_of_neighbouring_faces_keep_clear_of_each_other():
         panels.append(draw_face(frame, track, box, result, others + panels))
     for i, p in enumerate(panels):
         assert 0 <= p[0] and p[0] + p[2] <= 640 and 0 <= p[1] and p[1] + p[3] <= 480
-        assert all(_overlap(p, box) == 0 for _, box in faces), (i, p)
-        assert all(_overlap(p, q) == 0 for q in panels[:i]), (i, p, panels)
+        assert all(intersection(p, box) == 0 for _, box in faces), (i, p)
+        assert all(intersection(p, q) == 0 for q in panels[:i]), (i, p, panels)
 
 
 def test_a_decision_is_never_painted_before_it_was_made():
