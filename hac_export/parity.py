@@ -173,12 +173,9 @@ def check_parity(engine, x: np.ndarray, ref: np.ndarray, max_batch: int, tol: di
     """
     spread = float(np.max(ref) - np.min(ref))
     sizes = [min_batch] if min_batch == max_batch else [min_batch, max_batch]
-    judge_alpha = ref_alpha is not None and bool(getattr(engine, "attention_name", None))
-    infer = engine.infer_all if judge_alpha else engine.infer
-    both = {b: run_batches(infer, x, b) for b in sizes}
-    outs = {b: o[0] if judge_alpha else o for b, o in both.items()}
-    batches = [{"batch": b, **compare(ref, outs[b], tol, spread, ref_alpha if judge_alpha else None,
-                                      both[b][1] if judge_alpha else None)} for b in sizes]
+    runs = {b: run_batches(engine.infer_all, x, b) for b in sizes}  # (logits, α or None) per batch size
+    batches = [{"batch": b, **compare(ref, logits, tol, spread, ref_alpha, alpha)}
+               for b, (logits, alpha) in runs.items()]
     worst = {m: (min if m in HIGHER_IS_BETTER else max)(r[m] for r in batches) for m in METRICS if m in batches[0]}
     failures = [f"batch {r['batch']}: {f}" for r in batches for f in r["failures"]]
     record = {**worst, "n": int(len(x)), "logit_range": spread, "passed": not failures, "failures": failures,
@@ -186,6 +183,6 @@ def check_parity(engine, x: np.ndarray, ref: np.ndarray, max_batch: int, tol: di
     if labels is not None and (labels >= 0).any():
         known = labels >= 0
         eager = float((ref[known].argmax(1) == labels[known]).mean())
-        artifact = float((outs[max_batch][known].argmax(1) == labels[known]).mean())
+        artifact = float((runs[max_batch][0][known].argmax(1) == labels[known]).mean())
         record["accuracy"] = {"eager": eager, "artifact": artifact, "change": artifact - eager, "n": int(known.sum())}
     return record
