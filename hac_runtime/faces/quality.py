@@ -129,9 +129,6 @@ def assess(frame: np.ndarray, landmarks: np.ndarray, matrix: np.ndarray, size: i
     return AlignmentQuality(round(quality_of(frontal, outside, yaw), 4), round(frontal, 3), round(outside, 3),
                             round(yaw, 1))
 
-__all__ = ["MIN_QUALITY", "QUALITY_SIDE", "AlignmentQuality", "assess", "frontal_score", "head_yaw",
-           "outside_fraction", "quality_of"]
-
 
 def assessed_matrix(aligner, landmarks: np.ndarray, judge) -> tuple[np.ndarray, AlignmentQuality]:
     """``aligner``'s matrix for ``landmarks`` and ``judge(matrix)``'s quality. A sequence aligner whose
@@ -142,3 +139,7 @@ def assessed_matrix(aligner, landmarks: np.ndarray, judge) -> tuple[np.ndarray, 
     if fresh and not quality.ok:
         aligner.reset()
     return matrix, quality
+
+
+__all__ = ["MIN_QUALITY", "QUALITY_SIDE", "AlignmentQuality", "assess", "assessed_matrix", "frontal_score",
+           "head_yaw", "outside_fraction", "quality_of"]
