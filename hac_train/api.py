@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hac_runtime import devices
 from hac_runtime.atomic import atomic_path, check_output_dir, write_json
 from hac_runtime.errors import HacError, HacException
 from hac_train import distributed, plots
@@ -33,17 +34,9 @@ METRICS_FORMAT = "hac-metrics/1"
 
 
 def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        d = torch.device(device)
-    except RuntimeError:
-        raise HacError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if d.type == "cuda":
-        if not torch.cuda.is_available():
-            raise HacError(f"--device {device}: no CUDA GPU available here")
-        d = torch.device("cuda", d.index if d.index is not None else local_rank)
-    return d
+    """``--device`` → a torch device (``hac_runtime.devices``: one rule for every package)."""
+    return torch.device(devices.resolve_device(device, torch.cuda.is_available(), "torch sees no CUDA GPU here",
+                                               local_rank))
 
 
 def _amp(amp: str, device: torch.device) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hac_runtime import spec
+from hac_runtime.devices import parse_device
 from hac_runtime.errors import HacError
 
 MANIFEST_SCHEMA = "hac-manifest/1"
@@ -120,18 +121,6 @@ def parity_verdict(manifest: dict) -> str:
         return f"not checked for parity (status {manifest.get('status')!r})"
     why = "; ".join(parity.get("failures", []))
     return f"failed parity at export ({parity_figures(parity)}" + (f": {why})" if why else ")")
-
-
-def parse_device(device: str) -> tuple[str, int | None]:
-    """``"auto" | "cpu" | "cuda" | "cuda:N"`` → (kind, index)."""
-    device = str(device or "auto").strip().lower()
-    if device in ("auto", "cpu"):
-        return device, None
-    if device == "cuda":
-        return "cuda", 0
-    if device.startswith("cuda:") and device[5:].isdigit():
-        return "cuda", int(device[5:])
-    raise HacError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
 class Engine:

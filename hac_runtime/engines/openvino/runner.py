@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hac_runtime.engines.base import Engine, parse_device, run_on_host
+from hac_runtime.devices import parse_device
+from hac_runtime.engines.base import Engine, run_on_host
 from hac_runtime.engines.openvino.loader import compile_onnx
 from hac_runtime.errors import HacError
 

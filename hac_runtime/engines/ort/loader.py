@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hac_runtime.engines.base import parse_device
+from hac_runtime.devices import resolve_device
 from hac_runtime.engines.installs import check_ort_install
 from hac_runtime.errors import HacError, one_line
 
@@ -29,16 +29,13 @@ def import_ort():
 def providers_for(device: str) -> tuple[list, str]:
     """``device`` → (providers list for InferenceSession, resolved device string)."""
     ort = import_ort()
-    kind, index = parse_device(device)
     available = ort.get_available_providers()
-    if kind == "auto":
-        kind, index = ("cuda", 0) if CUDA_EP in available else ("cpu", None)
-    if kind == "cpu":
+    resolved = resolve_device(device, CUDA_EP in available,
+                              f"ONNX Runtime here has no {CUDA_EP} (available: {', '.join(available)}): "
+                              f"uninstall the onnxruntime CPU package, then pip install -e '.[gpu]'")
+    if resolved == "cpu":
         return [CPU_EP], "cpu"
-    if CUDA_EP not in available:
-        raise HacError(f"ONNX Runtime here has no {CUDA_EP} (available: {', '.join(available)}): "
-                       f"uninstall the onnxruntime CPU package, then pip install -e '.[gpu]'")
-    return [(CUDA_EP, {"device_id": index}), CPU_EP], f"cuda:{index}"
+    return [(CUDA_EP, {"device_id": int(resolved[5:])}), CPU_EP], resolved
 
 
 def load_session(path, device: str = "auto", manifest: dict | None = None):

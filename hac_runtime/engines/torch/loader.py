@@ -5,6 +5,7 @@ import json
 import logging
 from pathlib import Path
 
+from hac_runtime import devices
 from hac_runtime.engines.installs import gpu_install
 from hac_runtime.errors import HacError, one_line
 
@@ -19,15 +20,11 @@ def import_torch():
     return torch
 
 
-def resolve_device(kind: str, index: int | None) -> str:
+def resolve_device(device: str) -> str:
+    """``device`` → ``cpu`` / ``cuda:N`` as torch sees this machine (``devices.resolve_device``)."""
     torch = import_torch()
-    if kind == "auto":
-        kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind == "cpu":
-        return "cpu"
-    if not torch.cuda.is_available():
-        raise HacError(f"device cuda requested but torch sees no CUDA GPU: on a machine with one run {gpu_install()}")
-    return f"cuda:{index or 0}"
+    return devices.resolve_device(device, torch.cuda.is_available(),
+                                  f"torch sees no CUDA GPU: on a machine with one run {gpu_install()}")
 
 
 def _check_embedded(path: Path, meta: dict, manifest: dict) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hac_runtime.engines.base import Engine, parse_device
+from hac_runtime.devices import parse_device
+from hac_runtime.engines.base import Engine
 from hac_runtime.engines.cuda_graphs import (GraphBuckets, batch_buckets, capture_failed_line, finish, tf32_label,
                                              tf32_mode)
 from hac_runtime.engines.torch.loader import import_torch, load_aoti_package, load_exported_program, resolve_device
@@ -25,10 +26,9 @@ class TorchEngine(Engine):
     def __init__(self, artifact, manifest: dict, device: str = "auto", cuda_graph: bool = False):
         super().__init__(artifact, manifest, device)
         torch = self._torch = import_torch()
-        kind, index = parse_device(device)
-        if self.format == "aoti" and kind == "auto":
-            kind = (manifest.get("builder") or {}).get("device", "cpu")
-        self.device = resolve_device(kind, index)
+        if self.format == "aoti" and parse_device(device)[0] == "auto":  # where it was compiled for
+            device = (manifest.get("builder") or {}).get("device", "cpu")
+        self.device = resolve_device(device)
         if self.format == "aoti":  # single-threaded: its per-run completion event cannot be captured in a graph
             self.module = load_aoti_package(self.artifact, manifest, self.device, single_threaded=cuda_graph)
         else:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hac_runtime.engines.base import Engine, parse_device
+from hac_runtime.devices import parse_device, resolve_device
+from hac_runtime.engines.base import Engine
 from hac_runtime.engines.cuda_graphs import GraphBuckets, batch_buckets, capture_failed_line, finish
 from hac_runtime.engines.trt.loader import load_trt_engine, require_tensorrt
 from hac_runtime.errors import HacError, HacFailure
@@ -25,8 +26,7 @@ class TrtEngine(Engine):
 
     def __init__(self, artifact, manifest: dict, device: str = "auto", cuda_graph: bool = False):
         super().__init__(artifact, manifest, device)
-        kind, index = parse_device(device)
-        if kind == "cpu":
+        if parse_device(device)[0] == "cpu":
             raise HacError(f"{self.artifact.name}: TensorRT engines run on a CUDA GPU, not on the CPU")
         require_tensorrt()
         import tensorrt as trt
@@ -34,8 +34,8 @@ class TrtEngine(Engine):
 
         self._torch = torch
         self._trt = trt
-        self.index = index or 0
-        self.device = f"cuda:{self.index}"
+        self.device = resolve_device(device, torch.cuda.is_available(), "torch sees no CUDA GPU")
+        self.index = int(self.device[5:])
         with torch.cuda.device(self.index):
             self.runtime, self.engine = load_trt_engine(self.artifact, manifest, self.index)
             self.stream = torch.cuda.Stream(device=self.index)  # not the default stream
