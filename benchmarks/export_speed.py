@@ -27,7 +27,7 @@ import torch
 from hac_export.fp16 import convert_mixed_fp16
 from hac_export.int8 import quantize_int8
 from hac_export.onnx import export_onnx, trunk_nodes
-from hac_train.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+from hac_runtime.spec import IMAGENET_MEAN, IMAGENET_STD
 from hac_train.model import HACConfig, HACNet
 
 K, SIZE = 5, 224

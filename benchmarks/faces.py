@@ -198,7 +198,7 @@ def worker_startup() -> float:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from hac_runtime.prepare import _worker_init
+    from hac_runtime.prepare.pool import _worker_init
 
     ctx = mp.get_context("spawn")
     t = time.perf_counter()

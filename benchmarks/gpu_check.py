@@ -68,14 +68,15 @@ def machine(device: str) -> dict:
 def make_checkpoint(work: Path, dry: bool) -> Path:
     import torch
 
-    from hac_train.checkpoint import default_preprocess, save_checkpoint
+    from hac_runtime.spec import Preprocess
+    from hac_train.checkpoint import save_checkpoint
     from hac_train.model import HACConfig, HACNet
 
     torch.manual_seed(0)
     backbone, size, k = ("resnet18", 64, 3) if dry else ("resnet50", 224, 5)
     model = HACNet(HACConfig(backbone=backbone, num_classes=7, k=k)).eval()
     classes = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
-    return save_checkpoint(work / "ckpt.pt", model, classes, default_preprocess(size, k))
+    return save_checkpoint(work / "ckpt.pt", model, classes, Preprocess(size, k))
 
 
 def torch_engines(c: Check, ckpt: Path) -> dict:

@@ -67,7 +67,7 @@ def main() -> None:
     model, ckpt = load_checkpoint(args.ckpt)
     model.eval()
     pre, classes = ckpt["preprocess"], ckpt["classes"]
-    rows = clip_table(Path(args.data), pre["image_size"])
+    rows = clip_table(Path(args.data), pre.image_size)
     train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r["split"] != "train"]
     calib = linked_set(train, out / "calib")
@@ -132,7 +132,7 @@ def main() -> None:
         print(row, flush=True)
 
     doc = {"checkpoint": str(args.ckpt), "model": ckpt["model"], "train": ckpt.get("train", {}),
-           "preprocess": pre, "quantization": json.loads(Path(str(report.path("onnx", "int8")) + ".json").read_text()).get("quantization"),
+           "preprocess": pre.to_dict(), "quantization": json.loads(Path(str(report.path("onnx", "int8")) + ".json").read_text()).get("quantization"),
            "export_seconds": round(export_s, 1), "export_gate": gate, "judged": judged, "timing": timing,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if args.json:

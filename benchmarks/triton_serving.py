@@ -74,7 +74,8 @@ def main():
     from fixtures_triton import TritonServer, server_venv
     from hac_export.api import export
     from hac_runtime.machine import cpu_name
-    from hac_train.checkpoint import default_preprocess, save_checkpoint
+    from hac_runtime.spec import Preprocess
+    from hac_train.checkpoint import save_checkpoint
     from hac_train.model import HACConfig, HACNet
 
     venv, why = server_venv()
@@ -83,7 +84,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="hac-triton-bench-"))
     torch.manual_seed(0)
     model = HACNet(HACConfig(backbone="resnet18", num_classes=7, k=5)).eval()
-    save_checkpoint(work / "ckpt.pt", model, [f"c{i}" for i in range(7)], default_preprocess(112, 5))
+    save_checkpoint(work / "ckpt.pt", model, [f"c{i}" for i in range(7)], Preprocess(112, 5))
     report = export(work / "ckpt.pt", formats="triton", triton_backend="python", batch="1:8:8", out=work,
                     verbose=False)
     rows = []

@@ -12,6 +12,7 @@ then exits 1).
 from __future__ import annotations
 
 import contextlib
+import os
 import json
 import shutil
 import time
@@ -29,9 +30,10 @@ from hac_export.registry import DEFAULT_BATCH, FORMATS, artifact_name, plan_expo
 from hac_runtime import __version__, spec
 from hac_runtime.atomic import check_output_dir, write_json
 from hac_runtime.engines import load_engine
-from hac_runtime.engines.base import parity_figures
+from hac_runtime.engines.base import MANIFEST_SCHEMA, parity_figures
 from hac_runtime.engines.select import PARITY_FILE, installed
 from hac_runtime.errors import HacError, HacException, HacFailure, one_line
+from hac_runtime.progress import progress_bar
 from hac_train.checkpoint import file_sha256, load_checkpoint
 
 REFERENCE = "eager FP32 PyTorch on the CPU"
@@ -42,6 +44,7 @@ class ExportReport:
     out: Path
     artifacts: list = field(default_factory=list)  #: one dict per artifact: name, path, format, precision, status, parity
     parity_file: Path | None = None
+    replaced: list = field(default_factory=list)  #: artifacts of another checkpoint moved into replaced-<sha>/
 
     @property
     def failed(self) -> list:
@@ -68,31 +71,19 @@ class _Steps:
     started, with its number, the time so far and an ETA from the artifacts already done (``hac-bench``)."""
 
     def __init__(self, verbose: bool, total: int, lines=None):
-        self.verbose = verbose
-        self.progress = None
         self.lines, self.total, self.done, self.started = lines, total, 0, time.perf_counter()
-        if verbose:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            self.console = Console(stderr=True)
-            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                                     transient=True)
-            self.task = self.progress.add_task("export", total=total)
+        self._bar = progress_bar("export", total, enabled=verbose, transient=True)
 
     def __enter__(self):
-        if self.progress:
-            self.progress.start()
+        self.bar = self._bar.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self.progress:
-            self.progress.stop()
+        return self._bar.__exit__(*exc)
 
     def say(self, text: str):
-        if self.progress:
-            self.progress.update(self.task, description=text)
+        if self.bar.shown:
+            self.bar.describe(text)
         elif self.lines is not None and text.endswith(": exporting"):
             spent = time.perf_counter() - self.started
             eta = f", ETA {spent / self.done * (self.total - self.done):.0f} s" if self.done else ""
@@ -100,19 +91,14 @@ class _Steps:
 
     def advance(self):
         self.done += 1
-        if self.progress:
-            self.progress.advance(self.task)
+        self.bar.advance()
 
     def subtask(self, text: str, total: int):
         """A callable that advances a second bar (e.g. calibration clips)."""
-        if not self.progress:
-            return None
-        task = self.progress.add_task(text, total=total)
-        return lambda: self.progress.advance(task)
+        return self.bar.subtask(text, total).advance if self.bar.shown else None
 
     def log(self, text: str):
-        if self.progress:
-            self.progress.console.print(text)
+        self.bar.print(text, markup=True)
 
 
 def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, calib=None, batch=DEFAULT_BATCH,
@@ -154,10 +140,8 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
         else:
             leftover.unlink(missing_ok=True)
     lo, opt, hi = plan.batch
-    pre, classes, config = ckpt["preprocess"], list(ckpt["classes"]), model.config
-    k, size = pre["k"], pre["image_size"]
-    if k != config.k:
-        raise HacError(f"{checkpoint}: preprocess k={k} differs from the model's k={config.k}")
+    pre, classes = ckpt["preprocess"], list(ckpt["classes"])  # k agrees with the model: load_checkpoint checked
+    k, size = pre.k, pre.image_size
     if activations is None:
         activations = "s8" if "int8" in plan.precisions.get("trt", ()) else "u8"
 
@@ -224,6 +208,12 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
         finally:  # whatever was published is recorded, even when a later artifact crashes
             if records:
                 report.parity_file = _write_parity(out, records, checkpoint, source_sha, inputs)
+            if any(r["status"] == "passed" for r in records.values()):  # the folder has a usable model of its own
+                report.replaced = retire_other_checkpoints(out, source_sha)
+                if report.replaced:
+                    steps.log(f"{len(report.replaced)} artifact(s) of another checkpoint moved out of the way into "
+                              f"{', '.join(sorted({p.parent.name + '/' for p in report.replaced}))}: "
+                              f"{', '.join(p.name for p in report.replaced)}")
         for fmt in plan.packages:
             report.artifacts.append(_package(fmt, job, out, steps, triton_backend, triton_kind))
 
@@ -375,6 +365,33 @@ def _write_artifact(job: _Job, fmt: str, precision: str, tmp: Path, name: str, m
     if writer is None:
         raise HacFailure(f"format {fmt!r} has no writer in hac_export.api.WRITERS")
     return writer(job, precision, tmp, name, manifest, steps)
+
+
+def retire_other_checkpoints(out: Path, source_sha: str) -> list[Path]:
+    """An export folder is one checkpoint's: once this export has published, every artifact in ``out`` whose
+    manifest names another checkpoint moves into ``out/replaced-<its sha256[:12]>/`` (manifest first, each
+    by one rename), so ``--engine auto`` never sees it and nothing is lost. Returns where they went."""
+    from hac_runtime.engines import read_manifest
+
+    moved = []
+    for path in sorted(out.glob("*.json")):
+        artifact = path.with_name(path.name[: -len(".json")])
+        if path.name == PARITY_FILE or spec.format_of_file(artifact.name.removesuffix(".failed")) is None:
+            continue
+        try:
+            manifest = read_manifest(artifact)
+        except HacException:
+            continue
+        other = manifest.get("source_sha256")
+        if manifest.get("schema") != MANIFEST_SCHEMA or not other or other == source_sha:
+            continue
+        dest = out / f"replaced-{other[:12]}"
+        dest.mkdir(exist_ok=True)
+        os.replace(path, dest / path.name)
+        if artifact.exists():
+            os.replace(artifact, dest / artifact.name)
+        moved.append(dest / artifact.name)
+    return moved
 
 
 def _write_parity(out: Path, records: dict, checkpoint: Path, source_sha: str, inputs: str) -> Path:

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from hac_export.onnx import quiet
-from hac_runtime.clips import load_aligned_clip
+from hac_runtime.clips import clip_folders, load_aligned_clip
 from hac_runtime.errors import HacError, HacFailure, one_line
+from hac_runtime.spec import Preprocess
 
 CALIB_METHODS = ("minmax", "entropy", "percentile", "distribution")
 ACTIVATIONS = ("u8", "s8")
@@ -53,8 +54,7 @@ def find_clips(root) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise HacError(f"{root}: calibration data not found (expects a folder prepared by hac-prepare)")
-    folders = {p.parent for p in root.rglob("*.png")
-               if not any(part.startswith(".") for part in p.relative_to(root).parts)}
+    folders = clip_folders(root)
     if not folders:
         raise HacError(f"{root}: no aligned faces found (expects clip folders of NNNNN.png written by hac-prepare)")
     unprepared = sorted(f for f in folders if finished_marker(f) is None)
@@ -62,10 +62,10 @@ def find_clips(root) -> list[Path]:
         raise HacError(f"{root}: {len(unprepared)} of {len(folders)} folders of PNGs are not hac-prepare clips "
                        f"(no done-marker, or faces missing), e.g. {unprepared[0].relative_to(root).as_posix() or '.'}; "
                        "align the frames first: hac-prepare FRAMES --out DIR")
-    return sorted(folders)
+    return folders
 
 
-def load_clips(root, preprocess: dict, classes, max_clips: int = MAX_CALIB_CLIPS, progress=None) -> ClipSet:
+def load_clips(root, preprocess: Preprocess, classes, max_clips: int = MAX_CALIB_CLIPS, progress=None) -> ClipSet:
     """Load up to ``max_clips`` clips (evenly spread) as model input, with labels where the folder names a class."""
     root = Path(root)
     folders = find_clips(root)

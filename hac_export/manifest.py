@@ -29,10 +29,10 @@ def build_manifest(fmt: str, precision: str, ckpt: dict, source, source_sha256: 
                    output_name: str, batch: dict, builder: dict, attention_name: str | None = None, **extra) -> dict:
     """The manifest of one artifact (status ``pending`` until parity decides). ``attention_name``: the artifact's
     second output, the per-frame self-attention weights α (eq. 2), ``(batch, k)``."""
-    pre = dict(ckpt["preprocess"])
+    pre = ckpt["preprocess"]
     classes = list(ckpt["classes"])
     if attention_name:
-        extra["attention"] = {"name": attention_name, "shape": ["batch", pre["k"]], "dtype": "float32"}
+        extra["attention"] = {"name": attention_name, "shape": ["batch", pre.k], "dtype": "float32"}
     return {
         "schema": MANIFEST_SCHEMA,
         "format": fmt,
@@ -40,9 +40,9 @@ def build_manifest(fmt: str, precision: str, ckpt: dict, source, source_sha256: 
         "status": "pending",
         "artifact": {},
         "classes": classes,
-        "preprocess": pre,
+        "preprocess": pre.to_dict(),
         "model": dict(ckpt["model"]),
-        "input": {"name": input_name, "shape": ["batch", pre["k"], 3, pre["image_size"], pre["image_size"]],
+        "input": {"name": input_name, "shape": pre.input_shape,
                   "dtype": "float32", "batch": batch},
         "output": {"name": output_name, "shape": ["batch", len(classes)], "dtype": "float32"},
         "source": Path(source).name,

@@ -15,8 +15,10 @@ import tempfile
 from pathlib import Path
 
 from hac_export.int8 import ClipSet, load_clips
+from hac_runtime.clips import clip_folders
 from hac_runtime.errors import HacError
 from hac_runtime.machine import cache_root
+from hac_runtime.spec import Preprocess
 
 SYNTH_CLIPS = 16
 
@@ -31,7 +33,7 @@ def synthetic_clips(folder: Path | None, image_size: int, clips: int = SYNTH_CLI
 
     folder = Path(folder) if folder is not None else cache_root() / "parity-clips"
     final = folder / f"synth-aligned-{image_size}"
-    if final.is_dir() and any(final.rglob("*.png")):
+    if final.is_dir() and clip_folders(final):
         return final
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -58,13 +60,13 @@ def synthetic_clips(folder: Path | None, image_size: int, clips: int = SYNTH_CLI
     return final
 
 
-def parity_clips(calib, preprocess: dict, classes, cache: Path | None = None, progress=None,
+def parity_clips(calib, preprocess: Preprocess, classes, cache: Path | None = None, progress=None,
                  log=None) -> tuple[ClipSet, str]:
     """The clips to judge parity on and a description of them: ``calib`` when given, else synthetic clips."""
     if calib is not None:
         clips = load_clips(calib, preprocess, classes, progress=progress)
         return clips, f"{len(clips.x)} real clips from {Path(calib).name} ({clips.labelled} labelled)"
-    root = synthetic_clips(cache, preprocess["image_size"], log=log)
+    root = synthetic_clips(cache, preprocess.image_size, log=log)
     clips = load_clips(root, preprocess, classes, progress=progress)
     return clips, (f"{len(clips.x)} hac-synth clips (real face photos warped into expressions), "
                    "aligned by hac-prepare")

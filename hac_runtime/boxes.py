@@ -1,5 +1,8 @@
-"""Face boxes ``(x, y, w, h)``."""
+"""Face boxes ``(x, y, w, h)``: the one box type of the toolkit (detectors give whole pixels, the tracker
+smooths them into floats)."""
 from __future__ import annotations
+
+Box = tuple[float, float, float, float]  #: x, y, w, h in pixels of the frame
 
 
 def intersection(a, b) -> float:

@@ -7,6 +7,8 @@ from hac_runtime import spec
 from hac_runtime.errors import click_main
 from hac_runtime.faces.align import ALIGNERS
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR, DETECTORS
+from hac_runtime.media import STREAM_TIMEOUT_S
+from hac_runtime.pipeline.config import DEFAULTS, POLICIES, PipelineConfig
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,17 +61,20 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
 @click.option("--timeline", type=click.Path(dir_okay=False), default=None,
               help="Per-track emotion timeline (.png): each track's running decisions over time; one per source "
                    "when several.")
-@click.option("--policy", type=click.Choice(["track", "window"]), default=None,
+@click.option("--policy", type=click.Choice(POLICIES), default=None,
               help="track: one decision per face track (files); window: sliding window (live) [default: by source].")
-@click.option("--window", type=click.FloatRange(0.1, 600), default=2.0, show_default=True, help="Window, seconds.")
-@click.option("--stride", type=click.FloatRange(0.05, 600), default=1.0, show_default=True, help="Stride, seconds.")
-@click.option("--detect-every", type=click.IntRange(1, 1000), default=5, show_default=True,
+@click.option("--window", type=click.FloatRange(0.1, 600), default=DEFAULTS.window, show_default=True,
+              help="Window, seconds.")
+@click.option("--stride", type=click.FloatRange(0.05, 600), default=DEFAULTS.stride, show_default=True,
+              help="Stride, seconds.")
+@click.option("--detect-every", type=click.IntRange(1, 1000), default=DEFAULTS.detect_every, show_default=True,
               help="Run the detector every N frames, track landmarks in between.")
 @click.option("--detector", type=click.Choice(DETECTORS), default=DEFAULT_DETECTOR, show_default=True)
-@click.option("--max-batch", type=click.IntRange(1, 1024), default=8, show_default=True, help="Clips per engine call.")
+@click.option("--max-batch", type=click.IntRange(1, 1024), default=DEFAULTS.max_batch, show_default=True,
+              help="Clips per engine call.")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT and torch engines on a CUDA GPU: capture a CUDA graph per batch bucket at load "
                    "and replay it (a failed capture runs plainly, said on the engine line).")
-@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=STREAM_TIMEOUT_S, show_default=True,
               help="Stream URLs: seconds to wait for the server to open the stream and for each read; "
                    "a Triton server: seconds per request.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines (there are none when stderr is not a terminal).")
@@ -84,9 +89,10 @@ def run_cmd(sources, model, engine, precision, device, out, video_out, timeline,
     """
     from hac_runtime.pipeline.run import run_sources
 
-    summary = run_sources(list(sources), model, engine=engine, device=device, precision=precision, out=out, video_out=video_out,
-                          timeline=timeline, policy=policy, detect_every=detect_every, detector=detector, window=window,
-                          stride=stride, max_batch=max_batch, cuda_graph=cuda_graph, timeout=timeout,
+    config = PipelineConfig(detector=detector, detect_every=detect_every, policy=policy, window=window, stride=stride,
+                            max_batch=max_batch, timeout=timeout)
+    summary = run_sources(list(sources), model, engine=engine, device=device, precision=precision, out=out,
+                          video_out=video_out, timeline=timeline, config=config, cuda_graph=cuda_graph,
                           progress=not quiet)
     click.echo(f"hac-run: {summary.results} result(s) from {summary.sources_ok} source(s)"
                + (f", {summary.sources_failed} failed" if summary.sources_failed else ""), err=True)

@@ -386,7 +386,7 @@ def open_source(source, timeout: float | None = None) -> FrameSource:
     index or a stream URL (``timeout``: seconds to open it and per read, default ``STREAM_TIMEOUT_S``)."""
     if isinstance(source, FrameSource):
         return source
-    if isinstance(source, int) or (isinstance(source, str) and source.isdigit() and not Path(source).exists()):
+    if is_stream(source) and (isinstance(source, int) or "://" not in str(source)):
         return VideoSource(int(source), name=f"camera{int(source)}", backend="opencv")  # type: ignore[arg-type]
     if isinstance(source, str) and "://" in source:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", source.split("://", 1)[1]).strip("_.") or "stream"

@@ -17,6 +17,53 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")  #: every precision an artifact or a run can have
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a clip becomes model input, stored once in every checkpoint and manifest (``preprocess``): k faces
+    sampled per clip (§3.1), each aligned by ``aligner`` to ``image_size`` px and normalised as
+    ``(x/255 − mean) / std`` (ImageNet's, the backbone's pretraining)."""
+
+    image_size: int = 224
+    k: int = 5
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    aligner: str = "sequence"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    @property
+    def input_shape(self) -> list:
+        """The model input every artifact of it takes: ``["batch", k, 3, S, S]``."""
+        return ["batch", self.k, 3, self.image_size, self.image_size]
+
+    def to_dict(self) -> dict:
+        """What files store (CONTRACTS.md: image_size, mean, std, k, aligner)."""
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std), "k": self.k,
+                "aligner": self.aligner}
+
+    @classmethod
+    def from_dict(cls, doc, where: str = "preprocess") -> Preprocess:
+        """Read a file's ``preprocess``; anything malformed is one line naming ``where``. Files written before
+        ``aligner`` was recorded were aligned by ``sequence``."""
+        from hac_runtime.errors import HacError
+
+        try:
+            pre = cls(image_size=doc["image_size"], k=doc["k"], mean=doc["mean"], std=doc["std"],
+                      aligner=doc.get("aligner", "sequence"))
+            ok = (type(pre.image_size) is int and pre.image_size > 0 and type(pre.k) is int and pre.k > 0
+                  and len(pre.mean) == len(pre.std) == 3 and all(v > 0 for v in pre.std)
+                  and isinstance(pre.aligner, str))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise HacError(f"{where}: malformed preprocess {doc!r} (needs image_size, k, 3 means, 3 stds, aligner)")
+        return pre
 
 
 @dataclass(frozen=True)

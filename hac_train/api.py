@@ -21,13 +21,15 @@ import torch
 from hac_runtime import devices
 from hac_runtime.atomic import atomic_path, check_output_dir, write_json
 from hac_runtime.errors import HacError, HacException
+from hac_runtime.progress import console
+from hac_runtime.spec import Preprocess
 from hac_train import distributed, plots
-from hac_train.checkpoint import default_preprocess, load_checkpoint, read_checkpoint
+from hac_train.checkpoint import load_checkpoint, read_checkpoint
+from hac_train.config import DEFAULTS, TrainConfig
 from hac_train.data import ClipDataset, load_index, load_unlabelled, prepare_faces
 from hac_train.metrics import classification_metrics, roc, summarize_folds
-from hac_train.model import ATTENTIONS, BACKBONES, TEMPORALS, HACConfig, HACNet
-from hac_train.progress import console
-from hac_train.protocol import PROTOCOLS, describe, make_splits, official_split
+from hac_train.model import HACConfig, HACNet
+from hac_train.protocol import describe, make_splits, official_split
 from hac_train.recipe import DATASET_PRESET, preset
 
 METRICS_FORMAT = "hac-metrics/1"
@@ -95,7 +97,7 @@ def _prepare(index, cache, aligner, size, detector, workers, progress, dist):
     return result
 
 
-def _teach(index, clips, s: dict, out: Path, resume: bool, say, dist):
+def _teach(index, clips, s: TrainConfig, out: Path, resume: bool, say, dist):
     """The teacher's labels (``hac_train.teacher.pseudo_label``), on rank 0; the other ranks receive them.
     A resumed run keeps the labels it started with (``RUN/pseudo-labels.json``): relabelling could move a
     clip across the confidence threshold and change the splits and classes under ``last.pt``."""
@@ -110,7 +112,7 @@ def _teach(index, clips, s: dict, out: Path, resume: bool, say, dist):
                 result = (*apply_labels(index, clips, report), report)
                 say(f"teacher labels of {saved} ({report['kept']} clips kept)")
             else:
-                result = pseudo_label(index, clips, s["teacher_min_confidence"], s.get("teacher_weights"), say=say)
+                result = pseudo_label(index, clips, s.teacher_min_confidence, s.teacher_weights, say=say)
                 write_json(saved, result[2])
                 run = json.loads((out / "run.json").read_text())
                 write_json(out / "run.json", {**run, "classes": result[0].classes})
@@ -128,88 +130,63 @@ def _default_workers(device: torch.device) -> int:
     return min(8, (os.cpu_count() or 1)) if device.type == "cuda" else 0
 
 
-def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_size: int = 224, k: int = 5,
-          epochs: int | None = None, folds: int = 5, device: str = "auto", recipe: str | None = None,
-          lr: float | None = None, batch_size: int | None = None, repeats: int | None = None, attention: str = "hybrid", temporal: str = "gru",
-          dropout: float | None = None, pretrained: str | None = None, protocol: str = "kfold", subset: str | None = None,
-          group_by: str = "subject", cache=None, aligner: str = "sequence", detector: str | None = None, workers: int | None = None,
-          seed: int = 0, resume: bool = False, amp: str = "auto", channels_last: bool | None = None,
-          explain: int = 0, stop_after: int | None = None, progress: bool = True, teacher: str | None = None,
-          teacher_min_confidence: float = 0.5, teacher_weights: str | None = None) -> dict | None:
+def train(data, out, config: TrainConfig | None = None, device: str = "auto", workers: int | None = None,
+          resume: bool = False, amp: str = "auto", channels_last: bool | None = None, explain: int = 0,
+          stop_after: int | None = None, progress: bool = True, **settings) -> dict | None:
     """Train (and cross-validate) a HAC model on a dataset; returns the RUN-level metrics dict.
 
+    ``config`` (``TrainConfig``, its defaults) with ``settings`` (any of its fields) on top; ``data`` is its
+    ``data``. ``resume`` continues the run in ``out`` with its saved config (``epochs`` may extend it).
     ``teacher="fer"``: DATA is unlabelled footage; ``hac_train.teacher.pseudo_label`` gives each clip a label
     (``RUN/pseudo-labels.json``) and the model learns those."""
     out = Path(out)
-    settings = dict(data=str(data), dataset=dataset, backbone=backbone, image_size=image_size, k=k, epochs=epochs,
-                    folds=folds, recipe=recipe, lr=lr, batch_size=batch_size, repeats=repeats, attention=attention, temporal=temporal,
-                    dropout=dropout, pretrained=pretrained, protocol=protocol, subset=subset, group_by=group_by,
-                    cache=str(cache) if cache else None, aligner=aligner, detector=detector, seed=seed,
-                    teacher=teacher, teacher_min_confidence=teacher_min_confidence, teacher_weights=teacher_weights)
+    s = (config or DEFAULTS).replace(data=data, **settings)
     run_json = out / "run.json"
     if resume:
         if not run_json.is_file():
             raise HacError(f"{out}: no run to resume (run.json missing)")
-        saved = json.loads(run_json.read_text())["settings"]
-        if epochs is not None and epochs != saved.get("epochs"):
-            saved["epochs"] = epochs  # --resume --epochs N extends (or shortens) the run
-        settings = saved
+        saved = TrainConfig.from_dict(json.loads(run_json.read_text())["settings"], str(run_json))
+        s = saved.replace(epochs=s.epochs)  # --resume --epochs N extends (or shortens) the run
     elif run_json.exists() or (out / "last.pt").exists():
         raise HacError(f"{out}: already holds a training run; continue it with --resume or choose another --out")
     check_output_dir(out, "training run")
-    s = settings
-    if s["backbone"] not in BACKBONES:
-        raise HacError(f"unknown backbone {s['backbone']!r}; choose one of {', '.join(BACKBONES)}")
-    if s["attention"] not in ATTENTIONS or s["temporal"] not in TEMPORALS:
-        raise HacError(f"--attention must be one of {', '.join(ATTENTIONS)} and --temporal one of {', '.join(TEMPORALS)}")
-    if s["protocol"] not in PROTOCOLS:
-        raise HacError(f"unknown protocol {s['protocol']!r}; choose one of {', '.join(PROTOCOLS)}")
-    if s["image_size"] < 32 or s["k"] < 1:
-        raise HacError(f"invalid --image-size {s['image_size']} or --k {s['k']}")
-    if s["pretrained"] and not Path(s["pretrained"]).is_file():
-        raise HacError(f"{s['pretrained']}: pretrained weights file not found")
-    if s.get("teacher"):
-        from hac_train.teacher import TEACHERS, check_teacher
-
-        if s["teacher"] not in TEACHERS:
-            raise HacError(f"unknown teacher {s['teacher']!r}; choose {', '.join(TEACHERS)}")
-        check_teacher(s.get("teacher_weights"), s["teacher_min_confidence"])  # before any long work
+    s.check()
 
     dev = resolve_device(device, distributed.from_env().local_rank)
     dist = distributed.init(dev)
     try:
-        index = load_unlabelled(s["data"]) if s.get("teacher") else load_index(s["data"], s["dataset"], s["subset"])
-        rec = preset(s["recipe"] or DATASET_PRESET[index.layout]).override(
-            lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"], dropout=s["dropout"], repeats=s.get("repeats"))
+        index = load_unlabelled(s.data) if s.teacher else load_index(s.data, s.dataset, s.subset)
+        rec = preset(s.recipe or DATASET_PRESET[index.layout]).override(
+            lr=s.lr, epochs=s.epochs, batch_size=s.batch_size, dropout=s.dropout, repeats=s.repeats)
         empty = [c for c, n in index.counts().items() if n == 0]
         if empty:
             raise HacError(f"{index.root}: class {empty[0]!r} has no samples")
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
-            write_json(run_json, {"format": "hac-run/1", "settings": s, "layout": index.layout,
+            write_json(run_json, {"format": "hac-run/1", "settings": s.to_dict(), "layout": index.layout,
                                   "classes": index.classes, "recipe": rec.to_dict(), "started": time.strftime("%F %T")})
-        preprocess = default_preprocess(s["image_size"], s["k"], s["aligner"])
-        clips, skipped, cache_dir = _prepare(index, s["cache"], s["aligner"], s["image_size"], s["detector"],
+        preprocess = Preprocess(s.image_size, s.k, aligner=s.aligner)
+        clips, skipped, cache_dir = _prepare(index, s.cache, s.aligner, s.image_size, s.detector,
                                              workers, progress, dist)
         say = console().print if (progress and dist.main) else (lambda *a, **k: None)
-        if s.get("teacher"):
+        if s.teacher:
             index, clips = _teach(index, clips, s, out, resume, say, dist)
         _check_classes(index, clips, skipped, out)
         labels = [index.classes.index(c.sample.label) for c in clips]
-        if s["protocol"] == "official":
+        if s.protocol == "official":
             splits = official_split([c.sample.split for c in clips])
         else:
-            groups = [c.sample.subject for c in clips] if s.get("group_by", "subject") == "subject" else None
-            splits = make_splits(labels, groups, s["folds"], s["seed"], len(index.classes))
-        config = HACConfig(backbone=s["backbone"], num_classes=len(index.classes), k=s["k"],
-                           attention=s["attention"], temporal=s["temporal"], dropout=rec.dropout)
+            groups = [c.sample.subject for c in clips] if s.group_by == "subject" else None
+            splits = make_splits(labels, groups, s.folds, s.seed, len(index.classes))
+        config = HACConfig(backbone=s.backbone, num_classes=len(index.classes), k=s.k,
+                           attention=s.attention, temporal=s.temporal, dropout=rec.dropout)
         use_cl = dev.type == "cuda" if channels_last is None else channels_last
         workers_dl = _default_workers(dev) if workers is None else workers
         say(f"{index.layout} data {index.root}: {len(clips)} clips, {len(skipped)} skipped, classes "
             f"{', '.join(f'{c} {n}' for c, n in index.counts().items())}; faces cached in {cache_dir}")
         say(f"recipe {rec.name}: lr {rec.lr}, {rec.epochs} epochs, batch {rec.batch_size}, {rec.schedule} schedule; "
-            f"model {s['backbone']} {s['image_size']}px k={s['k']} attention={s['attention']} "
-            f"temporal={s['temporal']}; device {dev}{' ×' + str(dist.world) if dist.enabled else ''}")
+            f"model {s.backbone} {s.image_size}px k={s.k} attention={s.attention} "
+            f"temporal={s.temporal}; device {dev}{' ×' + str(dist.world) if dist.enabled else ''}")
         from hac_train.fit import FitOptions, fit, predict
 
         fold_results = []
@@ -223,15 +200,15 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
                 say(f"{split.name}: already complete")
                 continue
             train_set = ClipDataset([clips[i] for i in split.train], index.classes, preprocess, train=True,
-                                    augment=rec.augment, seed=s["seed"], repeats=rec.repeats)
+                                    augment=rec.augment, seed=s.seed, repeats=rec.repeats)
             val_set = ClipDataset([clips[i] for i in split.val], index.classes, preprocess, train=False)
-            torch.manual_seed(s["seed"])
-            model = HACNet(config, pretrained=s["pretrained"])
-            facts = {"dataset": index.layout, "data": str(index.root), "split": split.name, "protocol": s["protocol"],
-                     "train_clips": len(train_set.clips), "val_clips": len(val_set), "pretrained": s["pretrained"]}
-            if s.get("teacher"):
-                facts["labels"] = f"pseudo-labels of teacher {s['teacher']} at confidence >= {s['teacher_min_confidence']}"
-            opts = FitOptions(fold_dir, rec, index.classes, preprocess, dev, s["seed"], _amp(amp, dev), use_cl,
+            torch.manual_seed(s.seed)
+            model = HACNet(config, pretrained=s.pretrained)
+            facts = {"dataset": index.layout, "data": str(index.root), "split": split.name, "protocol": s.protocol,
+                     "train_clips": len(train_set.clips), "val_clips": len(val_set), "pretrained": s.pretrained}
+            if s.teacher:
+                facts["labels"] = f"pseudo-labels of teacher {s.teacher} at confidence >= {s.teacher_min_confidence}"
+            opts = FitOptions(fold_dir, rec, index.classes, preprocess, dev, s.seed, _amp(amp, dev), use_cl,
                               workers_dl, progress, resume, stop_after, facts, dist)
             result = fit(model, train_set, val_set, opts)
             if not result["finished"]:
@@ -266,7 +243,7 @@ def train(data, out, dataset: str = "auto", backbone: str = "resnet50", image_si
     except KeyboardInterrupt:
         if dist.main:
             console().print(f"interrupted: {out} keeps the last finished epoch; continue with "
-                            f"hac-train {s['data']} --out {out} --resume")
+                            f"hac-train {s.data} --out {out} --resume")
         raise
     finally:
         distributed.shutdown()
@@ -329,7 +306,7 @@ def evaluate(checkpoint, data, out, dataset: str = "auto", subset: str | None = 
     check_output_dir(out, "evaluation")  # and an unwritable output before the work, not after it
     dev = resolve_device(device)
     model, ckpt = load_checkpoint(checkpoint, dev)
-    classes, preprocess = list(ckpt["classes"]), dict(ckpt["preprocess"])
+    classes, preprocess = list(ckpt["classes"]), ckpt["preprocess"]
     index = load_index(data, dataset, subset)
     unknown = sorted({s.label for s in index.samples} - set(classes))
     if unknown:
@@ -339,7 +316,7 @@ def evaluate(checkpoint, data, out, dataset: str = "auto", subset: str | None = 
         index.samples = [s for s in index.samples if (s.split or "").lower() == split.lower()]
         if not index.samples:
             raise HacError(f"{index.root}: no clips in split {split!r}")
-    clips, skipped, _ = prepare_faces(index, cache, preprocess.get("aligner", "sequence"), preprocess["image_size"],
+    clips, skipped, _ = prepare_faces(index, cache, preprocess.aligner, preprocess.image_size,
                                       detector, workers=workers, progress=progress)
     if not clips:
         raise HacError(f"{index.root}: no clip with a face to evaluate")

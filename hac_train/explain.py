@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from hac_runtime.clips import normalize
+from hac_runtime.spec import Preprocess
 from hac_train import plots
 
 
@@ -52,11 +53,11 @@ def attention(model, x: torch.Tensor) -> tuple[np.ndarray, dict]:
     return torch.softmax(logits, 1)[0].numpy(), {k: v[0].numpy() for k, v in attn.items()}
 
 
-def explain_clip(model, faces_rgb: np.ndarray, preprocess: dict, classes, out_dir, name: str,
+def explain_clip(model, faces_rgb: np.ndarray, preprocess: Preprocess, classes, out_dir, name: str,
                  true_label: str | None = None) -> list[Path]:
     """Write ``<name>-attention.png`` (when the model has attention) and ``<name>-cam.png``; returns the paths."""
     model = model.cpu().float()
-    x = torch.from_numpy(normalize(faces_rgb, preprocess["mean"], preprocess["std"]))[None]
+    x = torch.from_numpy(normalize(faces_rgb, preprocess.mean, preprocess.std))[None]
     probs, attn = attention(model, x)
     pred = int(probs.argmax())
     truth = f"true {true_label}, " if true_label else ""

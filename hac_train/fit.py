@@ -19,11 +19,12 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from hac_runtime.errors import HacError
+from hac_runtime.progress import console, progress_bar
+from hac_runtime.spec import Preprocess
 from hac_train import distributed
 from hac_train.checkpoint import read_checkpoint, save_checkpoint
 from hac_train.distributed import DistInfo
 from hac_train.metrics import classification_metrics
-from hac_train.progress import console, progress_bar
 from hac_train.recipe import Recipe, make_optimizer, make_scheduler
 
 
@@ -32,7 +33,7 @@ class FitOptions:
     out: Path
     recipe: Recipe
     classes: list[str]
-    preprocess: dict
+    preprocess: Preprocess
     device: torch.device
     seed: int = 0
     amp: bool = False            # autocast (CUDA: bf16 where supported, else fp16 + GradScaler; CPU: bf16)

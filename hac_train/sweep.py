@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from hac_runtime.atomic import atomic_path, write_json
-from hac_train.progress import console
+from hac_runtime.progress import console
 
 CONTROL_GROUPS = {
     "hac": {"attention": "hybrid", "temporal": "gru"},

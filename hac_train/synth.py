@@ -488,7 +488,7 @@ def synthesize(out, clips: int = 140, seed: int = 0, frames: int = 12, size: int
     split = split_identities(used, np.random.default_rng([seed, 1]))
     by_identity = {i: [w for w in warpers if w.photo.identity == i] for i in identities}
     from hac_runtime.faces import make_detector
-    from hac_train.progress import progress_bar
+    from hac_runtime.progress import progress_bar
 
     detector = make_detector(DEFAULT_DETECTOR)
     rows = []

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from hac_export.bench.timing import measure_interleaved, warm_up
+from hac_runtime.errors import one_line
 
 
 def _matmul_model(n: int):
@@ -127,7 +128,7 @@ def measure_gpu_peak(seconds: float = 1.0) -> dict:
         try:
             out[f"{name}_gflops"] = _gpu_mm_gflops(8192, dtype, tf32)
         except RuntimeError as e:  # a GPU without that precision's kernels: that probe is missing, not all
-            out[f"{name}_missing"] = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            out[f"{name}_missing"] = one_line(e)[:160]
     out["peak_gflops"] = out["fp32_gflops"]
     out["how"] = "torch.mm 8192², CUDA events; FP32 with TF32 off, TF32, FP16, BF16 and INT8 (torch._int_mm) each probed"
     return out

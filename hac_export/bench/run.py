@@ -112,7 +112,8 @@ def default_checkpoint(folder: Path) -> Path:
     """The built-in default: the paper's configuration, seeded, untrained, classes of ``hac-synth``."""
     import torch
 
-    from hac_train.checkpoint import default_preprocess, read_checkpoint, save_checkpoint
+    from hac_runtime.spec import Preprocess
+    from hac_train.checkpoint import read_checkpoint, save_checkpoint
     from hac_train.model import HACConfig, HACNet
     from hac_train.synth import EXPRESSIONS
 
@@ -125,7 +126,7 @@ def default_checkpoint(folder: Path) -> Path:
             path.unlink()
     torch.manual_seed(0)
     model = HACNet(HACConfig(backbone="resnet50", num_classes=len(EXPRESSIONS), k=5))
-    save_checkpoint(path, model, EXPRESSIONS, default_preprocess(224, k=5),
+    save_checkpoint(path, model, EXPRESSIONS, Preprocess(224, k=5),
                     train={"recipe": "none (built-in default, untrained)", "epoch": 0, "seed": 0})
     return path
 
@@ -204,7 +205,6 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     from hac_export.bench.peak import best_peak, measure_cpu_peak, measure_gpu_peak, peak_for
     from hac_runtime.engines.cuda_graphs import tf32_mode
     from hac_export.bench.report import print_table, write_json, write_plot
-    from hac_runtime.clips import load_aligned_clip  # noqa: F401 - the input path everything shares
     from hac_runtime.engines import load_engine
     from hac_train.checkpoint import load_checkpoint
 
@@ -226,7 +226,7 @@ def run_bench(checkpoint=None, engines="all", batches="1,8", calib=None, json_pa
     ckpt_path = Path(checkpoint) if checkpoint else default_checkpoint(out)
     model, ckpt = load_checkpoint(ckpt_path)
     pre = ckpt["preprocess"]
-    k, size = pre["k"], pre["image_size"]
+    k, size = pre.k, pre.image_size
     trained = bool(ckpt.get("train", {}).get("epoch"))
     if calib is None:
         calib = synthetic_clips(out, size, log=lambda m: log(f"hac-bench: {m}"))

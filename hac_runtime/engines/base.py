@@ -26,6 +26,7 @@ import numpy as np
 from hac_runtime import spec
 from hac_runtime.devices import parse_device
 from hac_runtime.errors import HacError
+from hac_runtime.spec import Preprocess
 
 MANIFEST_SCHEMA = "hac-manifest/1"
 CUDA_GRAPH_ENGINES = tuple(n for n, e in spec.ENGINES.items() if e.cuda_graphs)  #: replay CUDA graphs (on CUDA)
@@ -79,16 +80,14 @@ def check_manifest(manifest: dict, artifact, require_passed: bool = True, verify
     if not artifact.name.endswith(suffix):
         raise HacError(f"{artifact}: a {fmt} manifest needs a {suffix} file, not {artifact.name}")
     inp, out = manifest["input"], manifest["output"]
-    pre, classes = manifest["preprocess"], manifest["classes"]
-    try:
-        shape, oshape = list(inp["shape"]), list(out["shape"])
-        ok = (len(shape) == 5 and shape[0] == "batch" and shape[1] == pre["k"] and shape[2] == 3
-              and shape[3] == shape[4] == pre["image_size"] and oshape == ["batch", len(classes)])
+    pre, classes = Preprocess.from_dict(manifest["preprocess"], where), manifest["classes"]
+    try:  # k and S recorded in the shapes are the preprocess's (one cross-check, here)
+        ok = list(inp["shape"]) == pre.input_shape and list(out["shape"]) == ["batch", len(classes)]
     except (KeyError, TypeError):
         ok = False
     attention = manifest.get("attention")
     if attention is not None and (not isinstance(attention, dict) or not attention.get("name")
-                                  or list(attention.get("shape") or []) != ["batch", pre.get("k")]):
+                                  or list(attention.get("shape") or []) != ["batch", pre.k]):
         ok = False
     if not ok:
         raise HacError(f"{where}: inconsistent input/output/classes/preprocess (input {inp.get('shape')}, "
@@ -145,7 +144,7 @@ class Engine:
         #: what ``_run`` returns, in this order
         self.output_names = [self.output_name] + ([self.attention_name] if self.attention_name else [])
         self.classes = list(manifest["classes"])
-        self.preprocess = dict(manifest["preprocess"])
+        self.preprocess = Preprocess.from_dict(manifest["preprocess"], str(self.artifact))
         self.artifact_precision = manifest["precision"]
         #: what it computes in: the artifact's precision, or a run's (OpenVINO's bf16 on an FP32 file)
         self.precision = precision or manifest["precision"]

@@ -19,10 +19,10 @@ import threading
 
 import numpy as np
 
+from hac_runtime.boxes import Box
 from hac_runtime.errors import HacError
 from hac_runtime.faces.models import CNN_DETECTOR, model_path
 
-Box = tuple[int, int, int, int]  # x, y, w, h
 
 DETECTORS = ("hog", "haar", "cnn")
 DEFAULT_DETECTOR = "hog"

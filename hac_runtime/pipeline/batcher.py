@@ -4,11 +4,13 @@ from __future__ import annotations
 import queue
 import time
 
+from hac_runtime.pipeline.config import DEFAULTS
+
 
 class DynamicBatcher:
     """Collect items from a queue into batches. ``None`` in the queue means: flush and stop."""
 
-    def __init__(self, q: "queue.Queue", max_batch: int = 8, max_wait: float = 0.02):
+    def __init__(self, q: "queue.Queue", max_batch: int = DEFAULTS.max_batch, max_wait: float = DEFAULTS.max_wait):
         self.q, self.max_batch, self.max_wait = q, max_batch, max_wait
         self.closed = False
 

@@ -26,10 +26,10 @@ import numpy as np
 
 from hac_runtime.clips import normalize
 from hac_runtime.errors import BatchFailed, HacError, HacException, left_blocked, one_line
+from hac_runtime.pipeline.config import DEFAULTS, PipelineConfig
 from hac_runtime.pipeline.batcher import DynamicBatcher
 from hac_runtime.pipeline.policy import BufferedFace, ClipRequest, PerTrack, SlidingWindow
 
-POLICIES = ("track", "window")
 _DONE = object()
 
 
@@ -164,32 +164,30 @@ class Pipeline:
     """Classify facial expressions per face track in any number of video sources with one engine."""
 
     def __init__(self, model, engine: str = "auto", device: str = "auto", precision: str | None = None,
-                 detector: str | None = None,
-                 detect_every: int = 5, policy: str = "track", window: float = 2.0, stride: float = 1.0,
-                 max_batch: int = 8, max_wait: float = 0.02, fps: float = 25.0,
-                 on_error: Callable[[str, str], None] | None = None, keep_boxes: bool = False,
-                 gpu_preprocess: bool | None = None, cuda_graph: bool = False, timeout: float | None = None,
-                 keep_running: bool | None = None):
+                 config: PipelineConfig | None = None, on_error: Callable[[str, str], None] | None = None,
+                 keep_boxes: bool = False, gpu_preprocess: bool | None = None, cuda_graph: bool = False,
+                 keep_running: bool | None = None, **settings):
+        """``config`` (``PipelineConfig``, its defaults) with ``settings`` (any of its fields) on top."""
         from hac_runtime.engines.select import choose_engine
 
-        if policy not in POLICIES:
-            raise HacError(f"unknown clip policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        self.config = (config or DEFAULTS).replace(**settings)
+        policy = self.config.policy or "track"
+        self.timeout = self.config.timeout  #: stream URLs: seconds to open and per read (media.STREAM_TIMEOUT_S)
         #: how the engine was chosen (None when an opened engine was passed in)
-        self.timeout = timeout  #: stream URLs: seconds to open and per read (media.STREAM_TIMEOUT_S)
         self.choice = None if hasattr(model, "infer") else choose_engine(model, engine, device, precision,
-                                                                             cuda_graph=cuda_graph, timeout=timeout)
+                                                                             cuda_graph=cuda_graph, timeout=self.timeout)
         self.engine = model if self.choice is None else self.choice.engine
         pre = self.engine.preprocess
-        self.k, self.size = int(pre["k"]), int(pre["image_size"])
-        self.mean, self.std = pre["mean"], pre["std"]
-        self.aligner = pre.get("aligner", "sequence")
+        self.k, self.size = pre.k, pre.image_size
+        self.mean, self.std = pre.mean, pre.std
+        self.aligner = pre.aligner
         self.classes = self.engine.classes
-        self.detector = detector
-        self.detect_every = detect_every
-        self.policy_name, self.window, self.stride = policy, window, stride
-        self.max_batch = min(max_batch, self.engine.max_batch or max_batch)
-        self.max_wait = max_wait
-        self.fps = fps
+        self.detector = self.config.detector
+        self.detect_every = self.config.detect_every
+        self.policy_name, self.window, self.stride = policy, self.config.window, self.config.stride
+        self.max_batch = min(self.config.max_batch, self.engine.max_batch or self.config.max_batch)
+        self.max_wait = self.config.max_wait
+        self.fps = self.config.fps
         self.on_error = on_error or _print_error
         self.keep_boxes = keep_boxes
         #: track policy: also classify sliding windows, kept in ``SourceReport.running`` (annotated video,

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 
+from hac_runtime.pipeline.config import DEFAULTS
 from hac_runtime.sampling import ClipSampler
 
 
@@ -62,7 +63,8 @@ def _request(source: str, track: int, items: list[BufferedFace], sampler: ClipSa
 class SlidingWindow:
     """Emit a clip every ``stride`` s over the last ``window`` s of a track (needs ≥ ``min_frames``)."""
 
-    def __init__(self, k: int, window: float = 2.0, stride: float = 1.0, min_frames: int | None = None, max_frames: int = 512):
+    def __init__(self, k: int, window: float = DEFAULTS.window, stride: float = DEFAULTS.stride,
+                 min_frames: int | None = None, max_frames: int = 512):
         self.sampler = ClipSampler(k)
         self.window, self.stride = window, stride
         self.min_frames = min_frames or k

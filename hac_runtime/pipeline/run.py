@@ -10,9 +10,11 @@ from pathlib import Path
 
 from hac_runtime.atomic import check_output_file
 from hac_runtime.errors import HacError
-from hac_runtime.pipeline.progress import RunProgress
+from hac_runtime.media import is_stream
 from hac_runtime.pipeline.output import JsonLinesWriter, annotate_video
 from hac_runtime.pipeline.pipeline import Pipeline
+from hac_runtime.pipeline.config import DEFAULTS, PipelineConfig
+from hac_runtime.pipeline.progress import RunProgress
 
 
 @dataclass
@@ -66,21 +68,24 @@ def drain_on_sigint(pipe: Pipeline, log):
 
 def run_sources(sources, model, engine: str = "auto", device: str = "auto", precision: str | None = None,
                 out=None, video_out=None, timeline=None,
-                policy: str | None = None, detect_every: int = 5, detector: str | None = None,
-                window: float = 2.0, stride: float = 1.0, max_batch: int = 8, cuda_graph: bool = False,
-                timeout: float | None = None, log=None, progress: bool = True) -> RunSummary:
+                config: PipelineConfig | None = None, cuda_graph: bool = False, log=None, progress: bool = True,
+                **settings) -> RunSummary:
     """Classify every face track in ``sources`` with ``model`` (an exported artifact or an export folder);
     results to ``out`` (stdout if None). Ctrl-C finishes the clips in flight, then raises KeyboardInterrupt.
     ``progress``: a line per source on a terminal (``pipeline.progress``); never when stderr is not one.
-    ``timeline``: a PNG per source of each track's running decisions (``pipeline.timeline``)."""
+    ``timeline``: a PNG per source of each track's running decisions (``pipeline.timeline``).
+    ``config`` (``PipelineConfig``) with ``settings`` (any of its fields) on top; its policy defaults to
+    ``window`` when a source is live, else ``track``."""
+    config = (config or DEFAULTS).replace(**settings)
     sources = [str(s) for s in sources]
     if not sources:
         raise HacError("no source given")
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    live = any(s.isdigit() or "://" in s for s in sources)
+    live = any(is_stream(s) for s in sources)
     if video_out is not None and live:
         raise HacError("--video-out needs file or folder sources (it re-reads them to draw the results)")
-    policy = policy or ("window" if live else "track")
+    policy = config.policy or ("window" if live else "track")
+    config = config.replace(policy=policy)
     if timeline is not None and live:
         raise HacError("--timeline needs file or folder sources (a live source ends only by Ctrl-C)")
     if timeline is not None and Path(timeline).suffix.lower() != ".png":
@@ -94,9 +99,8 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
     writer = JsonLinesWriter(out)  # checked now; the file itself is replaced only once results come
     results: list[dict] = []  # kept only to draw the annotated video or timeline: a live run keeps none
     count = 0
-    pipe = Pipeline(model, engine=engine, device=device, precision=precision, detector=detector,
-                    detect_every=detect_every, policy=policy, window=window, stride=stride, max_batch=max_batch,
-                    keep_boxes=video_out is not None, keep_running=keep, cuda_graph=cuda_graph, timeout=timeout)
+    pipe = Pipeline(model, engine=engine, device=device, precision=precision, config=config,
+                    keep_boxes=video_out is not None, keep_running=keep, cuda_graph=cuda_graph)
     chosen = pipe.choice.describe() if pipe.choice is not None else pipe.engine.artifact.name
     log(f"hac-run: engine {chosen}; providers {', '.join(pipe.engine.providers)}; "
         f"{pipe.engine.precision}, k={pipe.k}, {pipe.size}px, clip policy {policy}")

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hac_runtime.boxes import iou
+from hac_runtime.boxes import Box, iou
 
-Box = tuple[float, float, float, float]  # x, y, w, h
 
 
 @dataclass

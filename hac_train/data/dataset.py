@@ -13,6 +13,7 @@ import torch
 
 from hac_runtime.clips import clip_frames, normalize, read_face
 from hac_runtime.sampling import ClipSampler
+from hac_runtime.spec import Preprocess
 
 
 def augment_clip(faces: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -45,18 +46,18 @@ class ClipDataset(torch.utils.data.Dataset):
     """``(clip (k, 3, S, S) float32, label, index)`` for each prepared clip; with ``repeats`` R > 1 (training)
     every clip appears R times per epoch, each time with other random frames and augmentation."""
 
-    def __init__(self, clips, classes, preprocess: dict, train: bool = False, augment: bool = True, seed: int = 0,
+    def __init__(self, clips, classes, preprocess: Preprocess, train: bool = False, augment: bool = True, seed: int = 0,
                  repeats: int = 1):
         self.clips = list(clips)
         self.repeats = max(1, int(repeats)) if train else 1
         self.classes = list(classes)
         self.labels = [self.classes.index(c.sample.label) for c in self.clips] * self.repeats
-        self.preprocess = dict(preprocess)
+        self.preprocess = preprocess
         self.train = train
         self.augment = augment and train
         self.seed = seed
         self.epoch = 0
-        self.sampler = ClipSampler(preprocess["k"])
+        self.sampler = ClipSampler(preprocess.k)
         self._frames = [None] * len(self.clips)
 
     def set_epoch(self, epoch: int) -> None:
@@ -74,14 +75,14 @@ class ClipDataset(torch.utils.data.Dataset):
         """The k sampled faces of clip ``i`` as ``(k, S, S, 3)`` uint8 RGB (centre frames when ``rng`` is None)."""
         frames = self.frames(i)
         idx = self.sampler.indices(len(frames), train=rng is not None, rng=rng)
-        return np.stack([read_face(frames[j], self.preprocess["image_size"]) for j in idx])
+        return np.stack([read_face(frames[j], self.preprocess.image_size) for j in idx])
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
         faces = self.faces(i % len(self.clips), rng)
         if self.augment:
             faces = augment_clip(faces, rng)
-        x = normalize(faces, self.preprocess["mean"], self.preprocess["std"])
+        x = normalize(faces, self.preprocess.mean, self.preprocess.std)
         return torch.from_numpy(x), self.labels[i], i
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hac_runtime.errors import HacError
-from hac_runtime.media import IMAGE_EXTS, VIDEO_EXTS, natural_key
+from hac_runtime.media import VIDEO_EXTS, image_files, natural_key
 
 CK_CLASSES = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
 CK_CODES = {1: "anger", 2: "contempt", 3: "disgust", 4: "fear", 5: "happiness", 6: "sadness", 7: "surprise"}
@@ -64,7 +64,7 @@ def _visible(p: Path) -> bool:
 
 
 def _has_images(folder: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_EXTS and _visible(p) and p.is_file() for p in folder.iterdir())
+    return any(p.is_file() for p in image_files(folder))
 
 
 def _is_clip(p: Path) -> bool:

@@ -12,7 +12,8 @@ import torch
 from hac_export.api import export
 from hac_runtime.clips import normalize
 from hac_runtime.prepare import prepare
-from hac_train.checkpoint import default_preprocess, save_checkpoint
+from hac_runtime.spec import Preprocess
+from hac_train.checkpoint import save_checkpoint
 from hac_train.model import HACConfig, HACNet
 from hac_train.synth import asset_photos
 
@@ -64,7 +65,7 @@ def train_tiny(clips_root, steps: int = 12, seed: int = 0) -> HACNet:
     """resnet18 at 64 px, k=3, 3 classes, trained a few steps on aligned clips of three real people."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    pre = default_preprocess(SIZE, K)
+    pre = Preprocess(SIZE, K)
     model = HACNet(HACConfig(backbone="resnet18", num_classes=len(CLASSES), k=K))
     faces = [np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
                        for p in sorted((Path(clips_root) / c).rglob("*.png"))]) for c in CLASSES]
@@ -76,7 +77,7 @@ def train_tiny(clips_root, steps: int = 12, seed: int = 0) -> HACNet:
             for _ in range(n_per_class):
                 frames = stack[rng.choice(len(stack), K, replace=False)].astype(np.float32)
                 frames = np.clip(frames * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
-                xs.append(normalize(frames, pre["mean"], pre["std"]))
+                xs.append(normalize(frames, pre.mean, pre.std))
                 ys.append(label)
         return torch.from_numpy(np.stack(xs)), torch.tensor(ys)
 
@@ -102,7 +103,7 @@ def train_tiny(clips_root, steps: int = 12, seed: int = 0) -> HACNet:
 def tiny_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     model = HACNet(HACConfig(backbone="resnet18", num_classes=len(CLASSES), k=K)).eval()
-    return save_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt.pt", model, CLASSES, default_preprocess(SIZE, K))
+    return save_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt.pt", model, CLASSES, Preprocess(SIZE, K))
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +115,7 @@ def calib_dir(tmp_path_factory):
 def trained_ckpt(tmp_path_factory):
     model = train_tiny(write_clip_folders(tmp_path_factory.mktemp("train"), clips_per_class=3, frames=5, seed=0))
     return save_checkpoint(tmp_path_factory.mktemp("trained") / "ckpt.pt", model, CLASSES,
-                           default_preprocess(SIZE, K), train={"steps": 12}, metrics={})
+                           Preprocess(SIZE, K), train={"steps": 12}, metrics={})
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,8 @@ from hac_export.parity import check_parity, compare, reference_logits, tolerance
 from hac_runtime.engines import load_engine, read_manifest
 from hac_runtime.engines.base import manifest_path
 from hac_runtime.engines.select import choose_engine
-from hac_train.checkpoint import default_preprocess, load_checkpoint, save_checkpoint
+from hac_runtime.spec import Preprocess
+from hac_train.checkpoint import load_checkpoint, save_checkpoint
 from hac_train.model import HACConfig, HACNet
 
 from conftest import BATCH, CLASSES, K, SIZE
@@ -44,7 +45,7 @@ def saturated_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     model = _saturate(HACNet(HACConfig(backbone="resnet18", num_classes=len(CLASSES), k=K)))
     return save_checkpoint(tmp_path_factory.mktemp("saturated") / "ckpt.pt", model, CLASSES,
-                           default_preprocess(SIZE, K))
+                           Preprocess(SIZE, K))
 
 
 def test_saturated_attention_passes_onnx_parity(saturated_ckpt, calib_dir, tmp_path):
@@ -171,3 +172,27 @@ def test_stale_artifact_of_another_checkpoint_is_skipped(trained_export, tiny_ck
     with pytest.raises(Exception, match="different checkpoints"):
         choose_engine(folder)
     assert manifest_path(folder / "hac.onnx").exists()
+
+
+def test_a_reexport_moves_another_checkpoints_artifacts_aside(trained_export, tiny_ckpt, tmp_path):
+    """An export folder is one checkpoint's: exporting another checkpoint into it moves the first one's
+    artifacts (manifest and file) into replaced-<sha>/ instead of leaving a mixed folder."""
+    folder = tmp_path / "reexport"
+    shutil.copytree(trained_export.out, folder)
+    old = {p.name for p in folder.glob("hac*.json")}
+    old_sha = json.loads((folder / "hac.onnx.json").read_text())["source_sha256"]
+    report = export(tiny_ckpt, formats="onnx", batch=BATCH, out=folder, verbose=False)
+    new_sha = json.loads((folder / "hac.onnx.json").read_text())["source_sha256"]
+    assert new_sha != old_sha
+    aside = folder / f"replaced-{old_sha[:12]}"
+    moved = {p.name for p in aside.iterdir()}
+    assert moved and all(json.loads((aside / n).read_text())["source_sha256"] == old_sha
+                         for n in moved if n.endswith(".json"))
+    assert {n for n in moved if n.endswith(".json")} == old - {"hac.onnx.json"}  # hac.onnx itself was re-exported
+    assert all((aside / n[:-5]).is_file() for n in moved if n.endswith(".json"))  # each with its model file
+    assert sorted(p.name for p in report.replaced) == sorted(n[:-5] for n in moved if n.endswith(".json"))
+    left = [json.loads(p.read_text())["source_sha256"] for p in folder.glob("hac*.json")]
+    assert left and set(left) == {new_sha}
+    choice = choose_engine(folder, seconds=0.1)
+    with choice.engine:
+        assert "another checkpoint" not in choice.describe() and choice.chosen.artifact.name == "hac.onnx"

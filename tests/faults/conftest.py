@@ -84,14 +84,15 @@ def _export_fixtures():
 def tiny_ckpt(tmp_path_factory):
     import torch
 
-    from hac_train.checkpoint import default_preprocess, save_checkpoint
+    from hac_runtime.spec import Preprocess
+    from hac_train.checkpoint import save_checkpoint
     from hac_train.model import HACConfig, HACNet
 
     fx = _export_fixtures()
     torch.manual_seed(0)
     model = HACNet(HACConfig(backbone="resnet18", num_classes=len(fx.CLASSES), k=fx.K)).eval()
     return save_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt.pt", model, fx.CLASSES,
-                           default_preprocess(fx.SIZE, fx.K))
+                           Preprocess(fx.SIZE, fx.K))
 
 
 @pytest.fixture(scope="session")

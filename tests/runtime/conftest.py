@@ -74,7 +74,8 @@ def photo_landmarks(photos, hog, predictor):
 def artifacts(tmp_path_factory):
     """A tiny HAC model (resnet18, k=3, 64 px) exported to ONNX and torch.export."""
     from hac_export.api import export
-    from hac_train.checkpoint import default_preprocess, save_checkpoint
+    from hac_runtime.spec import Preprocess
+    from hac_train.checkpoint import save_checkpoint
     from hac_train.model import HACConfig, HACNet
 
     out = tmp_path_factory.mktemp("engines")
@@ -82,6 +83,6 @@ def artifacts(tmp_path_factory):
     model = HACNet(HACConfig(backbone="resnet18", num_classes=3, k=3)).eval()
     for p in (model.self_attention.theta.weight, model.spatial_attention.conv.weight):
         torch.nn.init.normal_(p, std=0.05)
-    save_checkpoint(out / "ckpt.pt", model, TINY_CLASSES, default_preprocess(64, k=3))
+    save_checkpoint(out / "ckpt.pt", model, TINY_CLASSES, Preprocess(64, k=3))
     export(out / "ckpt.pt", formats="onnx,pt2", batch="1:4:8", out=out, verbose=False)
     return out

@@ -13,7 +13,8 @@ from hac_export.api import export
 from hac_runtime.engines import load_engine, manifest_path, read_manifest
 from hac_runtime.engines.base import sha256_of
 from hac_runtime.errors import HacError
-from hac_train.checkpoint import default_preprocess, load_checkpoint, save_checkpoint
+from hac_runtime.spec import Preprocess
+from hac_train.checkpoint import load_checkpoint, save_checkpoint
 from hac_train.model import HACConfig, HACNet
 
 CLASSES = ["neutral", "happy", "sad"]
@@ -23,7 +24,7 @@ CLASSES = ["neutral", "happy", "sad"]
 def ckpt(tmp_path_factory):
     torch.manual_seed(1)
     model = HACNet(HACConfig(backbone="resnet18", num_classes=3, k=3)).eval()
-    return save_checkpoint(tmp_path_factory.mktemp("engines") / "ckpt.pt", model, CLASSES, default_preprocess(64, 3))
+    return save_checkpoint(tmp_path_factory.mktemp("engines") / "ckpt.pt", model, CLASSES, Preprocess(64, 3))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_ort_engine_facts_and_infer(exported, ckpt):
         assert engine.providers == ["CPUExecutionProvider"] and engine.device == "cpu"
         assert engine.input_name == "clips" and engine.input_shape == ["batch", 3, 3, 64, 64]
         assert engine.classes == CLASSES and engine.precision == "fp32" and engine.format == "onnx"
-        assert engine.preprocess["image_size"] == 64 and engine.preprocess["k"] == 3
+        assert engine.preprocess.image_size == 64 and engine.preprocess.k == 3
         assert engine.manifest["status"] == "passed"
         x = _clips(5)  # ONNX takes any batch, beyond the parity batch too
         with torch.no_grad():

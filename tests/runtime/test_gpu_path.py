@@ -65,12 +65,13 @@ def test_pipeline_on_gpu_keeps_faces_on_device(tmp_path):
     from fixtures_video import photo, write_face_video
     from hac_export.api import export
     from hac_runtime.pipeline import Pipeline
-    from hac_train.checkpoint import default_preprocess, save_checkpoint
+    from hac_runtime.spec import Preprocess
+    from hac_train.checkpoint import save_checkpoint
     from hac_train.model import HACConfig, HACNet
 
     torch.manual_seed(0)
     model = HACNet(HACConfig(backbone="resnet18", num_classes=3, k=3)).eval()
-    save_checkpoint(tmp_path / "ckpt.pt", model, ["a", "b", "c"], default_preprocess(64, k=3))
+    save_checkpoint(tmp_path / "ckpt.pt", model, ["a", "b", "c"], Preprocess(64, k=3))
     export(tmp_path / "ckpt.pt", formats="pt2", batch="1:4:8", out=tmp_path, verbose=False)
     video = tmp_path / "v.mp4"
     write_face_video(video, photo("obama.jpg"), n_frames=20)

@@ -12,6 +12,7 @@ from hac_runtime.clips import load_aligned_clip
 from hac_runtime.errors import HacError
 from hac_runtime.faces import FaceProcessor
 from hac_runtime.prepare import MARKER, auto_workers, clip_names, estimated_frames, prepare, prepare_clip
+from hac_runtime.spec import Preprocess
 
 
 def read_jsonl(path):
@@ -76,7 +77,7 @@ def test_prepare_writes_faces_and_jsonl_per_contract(inputs, tmp_path):
         else:
             assert r["box"] is None and r["landmarks"] is None
     # the clip folders are what training and export calibration read
-    pre = {"image_size": 112, "mean": [0.5] * 3, "std": [0.25] * 3, "k": 5}
+    pre = Preprocess(112, 5, mean=[0.5] * 3, std=[0.25] * 3)
     assert load_aligned_clip(out / "talk", pre).shape == (5, 3, 112, 112)
     assert "13 frames, 11 faces found, 2 frames without a face" in s.render()
 

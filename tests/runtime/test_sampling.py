@@ -6,6 +6,7 @@ import pytest
 from hac_runtime.clips import load_aligned_clip, normalize
 from hac_runtime.errors import HacError
 from hac_runtime.sampling import ClipSampler
+from hac_runtime.spec import Preprocess
 
 
 @pytest.mark.parametrize("n", [5, 7, 10, 23, 100])
@@ -50,7 +51,7 @@ def test_load_aligned_clip_reads_real_pngs(tmp_path):
     for i in range(7):
         img = np.full((32, 32, 3), (10 * i, 100, 200), np.uint8)  # BGR on disk
         cv2.imwrite(str(tmp_path / f"{i:05d}.png"), img)
-    pre = {"image_size": 16, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "k": 3}
+    pre = Preprocess(16, 3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     x = load_aligned_clip(tmp_path, pre)
     assert x.shape == (3, 3, 16, 16) and x.dtype == np.float32
     # eval centres of 7 frames in 3 segments [0,2) [2,5) [5,7) → 0, 3, 5; on disk BGR, so R = 200 and B = 10·i

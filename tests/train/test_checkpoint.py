@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from hac_runtime.errors import HacError
-from hac_train.checkpoint import FORMAT, default_preprocess, load_checkpoint, read_checkpoint, save_checkpoint
+from hac_runtime.spec import Preprocess
+from hac_train.checkpoint import FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
 from hac_train.model import HACConfig, HACNet
 
 CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
@@ -13,7 +14,7 @@ CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surp
 def saved(tmp_path):
     torch.manual_seed(3)
     model = HACNet(HACConfig(backbone="resnet18", k=3)).eval()
-    path = save_checkpoint(tmp_path / "ckpt.pt", model, CLASSES, default_preprocess(64, k=3),
+    path = save_checkpoint(tmp_path / "ckpt.pt", model, CLASSES, Preprocess(64, k=3),
                            train={"recipe": "ck+", "epoch": 7, "seed": 3}, metrics={"accuracy": 0.5})
     return model, path
 
@@ -28,7 +29,7 @@ def test_round_trip_identical_logits(saved):
     assert ckpt["classes"] == CLASSES
     assert ckpt["model"] == {"backbone": "resnet18", "num_classes": 7, "k": 3, "gru_hidden": 128,
                              "attention": "hybrid", "temporal": "gru", "dropout": 0.0}
-    assert ckpt["preprocess"]["image_size"] == 64 and ckpt["preprocess"]["k"] == 3
+    assert ckpt["preprocess"].image_size == 64 and ckpt["preprocess"].k == 3
     assert ckpt["train"]["epoch"] == 7 and ckpt["metrics"]["accuracy"] == 0.5
     assert not loaded.training
 

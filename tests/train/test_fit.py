@@ -30,7 +30,7 @@ def test_learns_an_easy_task_and_writes_the_run(easy_set, tmp_path):
     assert m["auc"]["macro"] >= 0.6
     assert len(m["history"]) == 6 and m["history"][-1]["train_loss"] < m["history"][0]["train_loss"]
     model, ckpt = load_checkpoint(out / "ckpt.pt")
-    assert ckpt["classes"] == ["happiness", "surprise"] and ckpt["preprocess"]["image_size"] == 64
+    assert ckpt["classes"] == ["happiness", "surprise"] and ckpt["preprocess"].image_size == 64
     assert ckpt["model"]["backbone"] == "resnet18" and ckpt["model"]["k"] == 3
     assert ckpt["train"]["recipe"]["name"] == "scratch" and ckpt["train"]["epoch"] == m["best_epoch"]
     assert ckpt["metrics"]["accuracy"] == pytest.approx(m["accuracy"])

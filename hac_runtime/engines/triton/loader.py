@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hac_runtime.errors import HacError, one_line
+from hac_runtime.spec import Preprocess
 
 PROTOCOLS = {"grpc": 8001, "http": 8000}
 MANIFEST_PARAMETER = "hac_manifest"  #: where hac-export puts the manifest in config.pbtxt
@@ -160,19 +161,19 @@ def _check_metadata(where: ServerModel, manifest: dict, meta: dict) -> None:
         shape_out = [int(d) for d in got_out["shape"]][1:]
     except (KeyError, IndexError, TypeError, ValueError) as e:
         raise HacError(f"{where}: unreadable model metadata or manifest ({type(e).__name__}: {one_line(e)})") from None
+    pre = Preprocess.from_dict(manifest["preprocess"], str(where))
     problems = []
     if got_in["name"] != inp["name"] or shape_in != want_in or got_in["datatype"] != "FP32":
         problems.append(f"input {got_in['name']} {got_in['datatype']} {shape_in}, the manifest says "
-                        f"{inp['name']} FP32 {want_in} (k={manifest['preprocess']['k']}, "
-                        f"{manifest['preprocess']['image_size']} px)")
+                        f"{inp['name']} FP32 {want_in} (k={pre.k}, {pre.image_size} px)")
     if got_out["name"] != out["name"] or shape_out != want_out:
         problems.append(f"output {got_out['name']} {shape_out}, the manifest says {out['name']} {want_out} "
                         f"({len(manifest['classes'])} classes)")
     attention = manifest.get("attention")
     if attention:
         served = {o.get("name"): [int(d) for d in o.get("shape", [])][1:] for o in meta.get("outputs", [])}
-        if served.get(attention["name"]) != [int(manifest["preprocess"]["k"])]:
-            problems.append(f"no output {attention['name']} [{manifest['preprocess']['k']}] (α, eq. 2) beside the logits")
+        if served.get(attention["name"]) != [pre.k]:
+            problems.append(f"no output {attention['name']} [{pre.k}] (α, eq. 2) beside the logits")
     if problems:
         raise HacError(f"{where}: the served model does not match its HAC manifest: {'; '.join(problems)}")
 
