@@ -18,8 +18,8 @@ from hac_runtime.pipeline.config import DEFAULTS, POLICIES, PipelineConfig
               help="Face detector.")
 @click.option("--aligner", type=click.Choice(ALIGNERS), default="sequence", show_default=True,
               help="sequence: the paper's (to the clip's first frame); template: each frame to a canonical face.")
-@click.option("--size", type=click.IntRange(16, 4096), default=224, show_default=True,
-              help="Aligned face side, pixels.")
+@click.option("--image-size", "--size", "size", type=click.IntRange(16, 4096), default=224, show_default=True,
+              help="Aligned face side, pixels (hac-train's --image-size; --size is the older name).")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Processes [default: one per idle core, when the clips have frames enough to pay].")
 @click.option("--detect-every", type=click.IntRange(1, 1000), default=1, show_default=True,

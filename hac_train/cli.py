@@ -113,7 +113,8 @@ def eval_command(checkpoint, data, out, dataset, subset, split, cache, detector,
 @click.option("--clips", type=int, default=140, show_default=True, help="Clips in all (balanced over 7 expressions).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--frames", type=int, default=12, show_default=True, help="Frames per clip (onset → apex).")
-@click.option("--size", type=int, default=200, show_default=True, help="Frame size (px).")
+@click.option("--frame-size", "--size", "size", type=int, default=200, show_default=True,
+              help="Side of the video frames, px (not the aligned face size; --size is the older name).")
 @click.option("--format", "fmt", type=click.Choice(["mp4", "frames"]), default="mp4", show_default=True)
 @click.option("--quiet", is_flag=True)
 def synth_command(out, clips, seed, frames, size, fmt, quiet):

@@ -229,7 +229,7 @@ def test_every_face_of_a_group_photo_is_its_own_clip(tmp_path, capsys):
 
     img, truth = group_photo()
     cv2.imwrite(str(tmp_path / "group.jpg"), img)
-    code, out, err = run_cli([str(tmp_path / "group.jpg"), "--out", str(tmp_path / "o"), "--size", "64", "-q"], capsys)
+    code, out, err = run_cli([str(tmp_path / "group.jpg"), "--out", str(tmp_path / "o"), "--image-size", "64", "-q"], capsys)
     assert code == 0, err
     names = [f"group.face{i}" for i in range(len(GROUP))]
     assert sorted(p.name for p in (tmp_path / "o").iterdir() if p.is_dir()) == names

@@ -141,7 +141,7 @@ def test_synth_and_train_say_the_held_out_identity_consistently(tmp_path):
     """Issue 16: hac-synth said "obama (test)" while hac-train --folds 1 held out hopper, without saying so."""
     import csv
 
-    rc, out, err = run_cli("hac-synth", "--out", tmp_path / "S", "--clips", "14", "--frames", "6")
+    rc, out, err = run_cli("hac-synth", "--out", tmp_path / "S", "--clips", "14", "--frames", "6", "--frame-size", "200")
     assert rc == 0, err
     rows = list(csv.DictReader(open(tmp_path / "S" / "manifest.csv")))
     test_ids = sorted({r["subject"] for r in rows if r["split"] == "test"})
