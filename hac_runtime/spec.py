@@ -147,11 +147,14 @@ ENGINES: dict[str, EngineSpec] = _table([
                "a Triton Inference Server (--model grpc://HOST:PORT/MODEL or http://…); never chosen by auto"),
 ])
 
+# ``default``: on a CPU, the runs that can win there (FP16 ONNX and AOTInductor run at FP32 speed on a CPU,
+# benchmarks/engines.md: ``--full`` adds them); on a GPU every engine's own precisions.
 RUNS: tuple[Run, ...] = (
-    Run("ort", "onnx", "fp32", "fp32"), Run("ort", "onnx", "fp16", "fp16"), Run("ort", "onnx", "int8", "int8"),
+    Run("ort", "onnx", "fp32", "fp32"), Run("ort", "onnx", "fp16", "fp16", default=("cuda",)),
+    Run("ort", "onnx", "int8", "int8"),
     Run("openvino", "onnx", "fp32", "fp32", default=()), Run("openvino", "onnx", "bf16", "fp32"),
     Run("openvino", "onnx", "int8", "int8"),
-    Run("torch", "pt2", "fp32", "fp32", default=()), Run("torch", "aoti", "fp32", "fp32"),
+    Run("torch", "pt2", "fp32", "fp32", default=()), Run("torch", "aoti", "fp32", "fp32", default=("cuda",)),
     # the GPU engine where TensorRT is not installed; on a CPU box BF16 AOTInductor is an option (--full)
     Run("torch", "aoti", "fp16", "fp16", default=("cuda",)), Run("torch", "aoti", "bf16", "bf16", default=("cuda",)),
     Run("trt", "trt", "fp32", "fp32"), Run("trt", "trt", "fp16", "fp16"),
