@@ -52,7 +52,9 @@ def print_table(doc: dict, console=None) -> None:
     console.print(table)
     for r in doc["results"]:
         if r["status"] != "ok" and r.get("reason") and r["batch"] == doc["results"][0]["batch"]:
-            console.print(f"  {r['engine']}/{r['format']}/{r['precision']}: {r['status']}: {r['reason']}")
+            # markup off: reasons hold install hints such as pip install -e '.[openvino]'
+            console.print(f"  {r['engine']}/{r['format']}/{r['precision']}: {r['status']}: {r['reason']}",
+                          markup=False, highlight=False)
     console.print(LEGEND, highlight=False)
     for note in doc.get("notes", []):
         console.print(f"[bold]note:[/] {note}")

@@ -105,6 +105,13 @@ def test_json_file_matches_and_table_shows_it(bench):
     flat = " ".join(text.split())
     for column in ("p50/p90/p99 ms", "clips/s", "speedup", "% peak", "max abs", "top-1"):
         assert column in flat, column  # every column explained under the table
+    # a reason is shown as written: an install hint's [extra] is not taken for rich markup
+    hint = "OpenVINO is not installed (pip install -e '.[openvino]')"
+    odd = dict(doc, results=doc["results"] + [{**doc["results"][0], "engine": "openvino", "status": "unavailable",
+                                                "reason": hint}])
+    console = Console(record=True, width=250)
+    print_table(odd, console)
+    assert hint in console.export_text()
 
 
 def test_default_selection_depends_on_the_machine():
