@@ -29,17 +29,39 @@ DEFAULT_DETECTOR = "hog"
 
 
 _THREAD = threading.local()
+_SPARE: list = []  #: built HOG detectors no thread holds (built ahead, or handed back by a finished thread)
 
 
 def frontal_face_detector():
-    """dlib's HOG frontal-face detector, built once per thread (building takes ~0.3 s; a detector
-    keeps scratch buffers, so threads do not share one)."""
+    """dlib's HOG frontal-face detector of this thread: a spare one when there is, else built (~0.3 s).
+    A detector keeps scratch buffers, so two threads never hold the same one."""
     det = getattr(_THREAD, "hog", None)
     if det is None:
+        try:
+            det = _SPARE.pop()
+        except IndexError:
+            import dlib
+
+            det = dlib.get_frontal_face_detector()
+        _THREAD.hog = det
+    return det
+
+
+def build_spare_hog() -> None:
+    """Build a HOG detector now for the next thread that needs one (none when one is spare already): a
+    ``Pipeline`` does this when it opens, so its first source does not spend its first frames on it."""
+    if not _SPARE:
         import dlib
 
-        det = _THREAD.hog = dlib.get_frontal_face_detector()
-    return det
+        _SPARE.append(dlib.get_frontal_face_detector())
+
+
+def release_hog() -> None:
+    """This thread is done with its HOG detector: it becomes the next thread's."""
+    det = getattr(_THREAD, "hog", None)
+    if det is not None:
+        _THREAD.hog = None
+        _SPARE.append(det)
 
 
 def _gray(img: np.ndarray) -> np.ndarray:

@@ -200,6 +200,16 @@ class Pipeline:
         self.seconds: dict[str, float] = defaultdict(float)  # inference-side busy time: preprocess, infer
         self.batches: list[int] = []
         self._drain = threading.Event()
+        self._load_face_models()
+
+    def _load_face_models(self) -> None:
+        """The face models, loaded now rather than on a source's first frames (~1 s: dlib's 68-point predictor,
+        shared by every thread, and a HOG detector for the first source thread)."""
+        from hac_runtime.faces import LandmarkPredictor
+        from hac_runtime.faces.detectors import build_spare_hog
+
+        LandmarkPredictor()  # cached per process
+        build_spare_hog()
 
     @property
     def draining(self) -> bool:
@@ -319,6 +329,10 @@ class Pipeline:
         except Exception as e:  # noqa: BLE001 - one broken source must not stop the others
             report.error = f"{type(e).__name__}: {one_line(e)}"
             self.on_error(report.name, report.error)
+        finally:
+            from hac_runtime.faces.detectors import release_hog
+
+            release_hog()  # the next source thread takes this one's detector instead of building one
 
     def _infer(self, reqs: list[ClipRequest]) -> list[dict]:
         t0 = time.perf_counter()

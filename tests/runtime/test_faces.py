@@ -270,3 +270,34 @@ def test_hog_finds_every_face_of_a_720p_group_photo():
     assert len(found) == len(truth)
     assert all(max(box_iou(b, t) for b in found) > 0.5 for t in truth)
     assert len(make_detector("hog", max_side=640).detect(img)) < len(truth)
+
+
+def test_a_hog_detector_built_ahead_goes_to_one_thread_at_a_time():
+    """Pipeline builds the HOG detector when it opens; the first source thread takes it, and a finished
+    thread hands its own to the next, never to two at once."""
+    import threading
+
+    from hac_runtime.faces import detectors
+
+    detectors._SPARE.clear()
+    detectors.build_spare_hog()
+    ahead = detectors._SPARE[0]
+    detectors.build_spare_hog()  # one spare is enough
+    assert detectors._SPARE == [ahead]
+    got = {}
+
+    def source(name, release):
+        got[name] = detectors.frontal_face_detector()
+        assert detectors.frontal_face_detector() is got[name]  # a thread keeps its own
+        if release:
+            detectors.release_hog()
+
+    t = threading.Thread(target=source, args=("first", False))
+    t.start()
+    t.join()
+    assert got["first"] is ahead and detectors._SPARE == []
+    t = threading.Thread(target=source, args=("second", True))  # no spare: builds its own, then hands it on
+    t.start()
+    t.join()
+    assert got["second"] is not ahead and detectors._SPARE == [got["second"]]
+    detectors._SPARE.clear()
