@@ -47,10 +47,10 @@ def frontal_face_detector():
     return det
 
 
-def build_spare_hog() -> None:
-    """Build a HOG detector now for the next thread that needs one (none when one is spare already): a
-    ``Pipeline`` does this when it opens, so its first source does not spend its first frames on it."""
-    if not _SPARE:
+def build_spare_hog(n: int = 1) -> None:
+    """Build HOG detectors now, until ``n`` are spare, for the next threads that need one: a ``Pipeline`` does
+    this when it opens, so its first source (and its background detection) do not spend their first frames on it."""
+    while len(_SPARE) < n:
         import dlib
 
         _SPARE.append(dlib.get_frontal_face_detector())
@@ -148,12 +148,8 @@ class HogDetector(FaceDetector):
     name = "hog"
     default_max_side = 1280
 
-    def __init__(self, max_side: int | None = None, upsample: int = 0):
-        super().__init__(max_side, upsample)
-        self.detector = frontal_face_detector()
-
-    def _detect(self, img):
-        rects = self.detector(np.ascontiguousarray(_gray(img)), self.upsample)
+    def _detect(self, img):  # the calling thread's own detector: a background detection never shares one
+        rects = frontal_face_detector()(np.ascontiguousarray(_gray(img)), self.upsample)
         return [(r.left(), r.top(), r.width(), r.height()) for r in rects]
 
 

@@ -10,15 +10,24 @@ frontal score, the costly part (~1.5 ms), is measured on frames where the detect
 ran and kept for the track's tracked frames (tracking itself confirms a frontal
 face with a local HOG search); the crop's share outside the frame and the yaw are
 measured on every frame.
+
+With ``background_detection`` (the streaming pipeline's), the full-frame detection
+that looks for new faces while every face is being followed runs on a thread of its
+own (dlib's HOG releases the GIL: the source thread tracks the next frames on the
+other core); a face it finds that no track covers starts a track on the frame where
+the result came back, at most ``detect_every`` frames later. A lost track, or no
+track at all, still runs the detector on the frame itself.
 """
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from hac_runtime.boxes import iou
 from hac_runtime.faces import FaceProcessor, make_aligner
 from hac_runtime.faces.align import warp_face
 from hac_runtime.faces.quality import AlignmentQuality, assess, assessed_matrix, frontal_score
@@ -43,7 +52,7 @@ class MultiFaceStage:
     """Per source: ``step(index, bgr)`` → (faces on this frame with track ids, tracks that ended)."""
 
     def __init__(self, processor: FaceProcessor, aligner: str = "sequence", size: int = 224, detect_every: int = 1,
-                 tracker: FaceTracker | None = None, warper=None):
+                 tracker: FaceTracker | None = None, warper=None, background_detection: bool = False):
         self.processor = processor
         self.warper = warper  # a pipeline.gpu.TorchFaceWarper: align on its device instead of with OpenCV
         self.aligner, self.size = aligner, size
@@ -51,26 +60,60 @@ class MultiFaceStage:
         self.tracker = tracker or FaceTracker()
         self._since_detect = self.detect_every
         self.seconds: dict[str, float] = defaultdict(float)  # per stage: detect, track, landmarks, align
+        self._background = ThreadPoolExecutor(1, "hac-detect") if background_detection and detect_every > 1 else None
+        self._pending: Future | None = None  # the background detection in flight
 
-    def _found(self, bgr: np.ndarray) -> tuple[list[tuple[tuple, np.ndarray]], bool]:
-        """(box, landmarks) of every face, and whether they were tracked rather than detected."""
+    def _detect_timed(self, bgr: np.ndarray) -> list:
+        t0 = time.perf_counter()
+        boxes = self.processor.detect(bgr)
+        self.seconds["detect"] += time.perf_counter() - t0
+        return boxes
+
+    def _new_faces(self, bgr: np.ndarray, followed: list, wait: bool) -> tuple[list, list[bool]]:
+        """Faces of the background detection, once back (``wait``: block for it), that no followed face covers,
+        with their landmarks on this frame; and per followed face whether it is still tracked only (False: the
+        detector saw it too, so its frontal score is measured again, as on a detection frame). A new detection
+        is started when one is due."""
+        found, tracked = [], [True] * len(followed)
+        if self._pending is not None and (wait or self._pending.done()):
+            boxes, self._pending = self._pending.result(), None
+            tracked = [all(iou(b, f[0]) < 0.3 for b in boxes) for f in followed]
+            fresh = [b for b in boxes if all(iou(b, f[0]) < 0.3 for f in followed)]
+            t0 = time.perf_counter()
+            found = [(b, self.processor.landmarks_for(bgr, b)) for b in fresh]
+            self.seconds["landmarks"] += time.perf_counter() - t0
+        if self._pending is None and self._since_detect >= self.detect_every:
+            self._since_detect = 0
+            self._pending = self._background.submit(self._detect_timed, np.array(bgr, copy=True))
+        return found, tracked
+
+    def _wait_pending(self) -> None:
+        """The detector is about to run here: the background one must have finished (one user at a time)."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def _found(self, bgr: np.ndarray) -> tuple[list[tuple[tuple, np.ndarray]], list[bool]]:
+        """(box, landmarks) of every face, and for each whether it was tracked rather than detected."""
         live = [t for t in self.tracker.tracks.values() if t.missed == 0 and "landmarks" in t.data]
         clock = time.perf_counter
-        if live and self._since_detect < self.detect_every:
+        if live and (self._background is not None or self._since_detect < self.detect_every):
             t0 = clock()
             followed = [self.processor.track(bgr, t.data["landmarks"]) for t in live]
             self.seconds["track"] += clock() - t0
             if all(f is not None for f in followed):
                 self._since_detect += 1
-                return followed, True
+                if self._background is None:
+                    return followed, [True] * len(followed)
+                new, tracked = self._new_faces(bgr, followed, wait=self._since_detect > 2 * self.detect_every)
+                return followed + new, tracked + [False] * len(new)
+        self._wait_pending()
         self._since_detect = 1
-        t0 = clock()
-        boxes = self.processor.detect(bgr)
+        boxes = self._detect_timed(bgr)
         t1 = clock()
         found = [(box, self.processor.landmarks_for(bgr, box)) for box in boxes]
-        self.seconds["detect"] += t1 - t0
         self.seconds["landmarks"] += clock() - t1
-        return found, False
+        return found, [False] * len(found)
 
     def _quality(self, t: Track, bgr: np.ndarray, lm: np.ndarray, matrix: np.ndarray, tracked: bool
                  ) -> AlignmentQuality:
@@ -82,11 +125,11 @@ class MultiFaceStage:
         return quality
 
     def step(self, index: int, bgr: np.ndarray) -> tuple[list[TrackedFace], list[Track]]:
-        found, tracked = self._found(bgr)
+        found, tracked_flags = self._found(bgr)
         tracks, closed = self.tracker.update(index, [tuple(float(v) for v in box) for box, _ in found])
         faces = []
         frame_t = self.warper.upload(bgr) if self.warper is not None and found else None
-        for t, (box, lm) in zip(tracks, found):
+        for t, (box, lm), tracked in zip(tracks, found, tracked_flags):
             t.data["landmarks"] = lm
             aligner = t.data.get("aligner")
             if aligner is None:
@@ -106,4 +149,10 @@ class MultiFaceStage:
         return faces, closed
 
     def finish(self) -> list[Track]:
+        if self._background is not None:
+            from hac_runtime.faces.detectors import release_hog
+
+            self._pending = None
+            self._background.submit(release_hog)  # its detector goes to the next thread that needs one
+            self._background.shutdown(wait=True)  # a detection in flight ends with the source
         return self.tracker.close_all()

@@ -14,6 +14,7 @@ Embedding it::
 """
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -204,12 +205,12 @@ class Pipeline:
 
     def _load_face_models(self) -> None:
         """The face models, loaded now rather than on a source's first frames (~1 s: dlib's 68-point predictor,
-        shared by every thread, and a HOG detector for the first source thread)."""
+        shared by every thread, and HOG detectors for the first source thread and its background detection)."""
         from hac_runtime.faces import LandmarkPredictor
         from hac_runtime.faces.detectors import build_spare_hog
 
         LandmarkPredictor()  # cached per process
-        build_spare_hog()
+        build_spare_hog(2)
 
     @property
     def draining(self) -> bool:
@@ -246,7 +247,8 @@ class Pipeline:
             from hac_runtime.pipeline.gpu import TorchFaceWarper
 
             warper = TorchFaceWarper(self.size, self.engine.device if str(self.engine.device).startswith("cuda") else "cpu")
-        return MultiFaceStage(processor, self.aligner, self.size, self.detect_every, warper=warper)
+        return MultiFaceStage(processor, self.aligner, self.size, self.detect_every, warper=warper,
+                              background_detection=self._background_detection)
 
     def _source_worker(self, index_of_source: int, source, report: SourceReport, requests: queue.Queue,
                        stop: threading.Event) -> None:
@@ -399,6 +401,8 @@ class Pipeline:
         from hac_runtime.media import FrameSource
 
         self.reports = [SourceReport(s.name if isinstance(s, FrameSource) else str(s)) for s in sources]
+        # a detection beside the tracking needs a core the source threads leave free
+        self._background_detection = self.config.background_detection and len(sources) < (os.cpu_count() or 1)
         workers = [threading.Thread(target=self._source_worker, args=(i, s, r, requests, stop), daemon=True,
                                     name=f"hac-source-{i}") for i, (s, r) in enumerate(zip(sources, self.reports))]
 

@@ -105,3 +105,42 @@ def test_batcher_does_not_wait_forever_for_a_full_batch():
     t.start()
     t.join(timeout=5)
     assert got == [["a"]]
+
+
+def test_background_detection_finds_a_face_that_comes_in_while_another_is_followed():
+    """The streaming pipeline's detection runs beside the tracking: a second face that enters while the first
+    is being followed starts its own track within 2 × detect_every frames, and the first keeps its id."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fixtures_video import group_photo
+
+    from hac_runtime.faces import FaceProcessor
+    from hac_runtime.pipeline.faces import MultiFaceStage
+
+    img, boxes = group_photo(faces=(("obama.jpg", 120), ("biden.jpg", 110)), size=(640, 480))
+    (bx, by, bw, bh) = boxes[1]
+    alone = img.copy()
+    alone[:, int(bx - 0.6 * bw):] = img[0, -1]  # the second person not in the room yet: the plain wall
+    import threading
+
+    processor = FaceProcessor()
+    real_detect, threads = processor.detect, []
+    processor.detect = lambda bgr: threads.append(threading.current_thread().name) or real_detect(bgr)
+    stage = MultiFaceStage(processor, size=64, detect_every=5, background_detection=True)
+    seen = []
+    try:
+        for i in range(30):
+            faces, _ = stage.step(i, alone if i < 8 else img)
+            seen.append(sorted(f.track for f in faces))
+    finally:
+        stage.finish()
+    first = seen[0]
+    assert len(first) == 1 and all(s[:1] == first for s in seen)  # the first face is followed throughout
+    both = next(i for i, s in enumerate(seen) if len(s) == 2)
+    assert 8 < both <= 8 + 2 * 5, seen  # found by a detection that ran beside the tracking
+    assert all(len(s) == 2 for s in seen[both:])
+    # the first frame (no track yet) is searched on the source's thread; the later ones beside the tracking
+    assert threads[0] == threading.current_thread().name and len(threads) >= 3
+    assert all(t.startswith("hac-detect") for t in threads[1:]), threads
