@@ -105,7 +105,8 @@ class MultiFaceStage:
                 self._since_detect += 1
                 if self._background is None:
                     return followed, [True] * len(followed)
-                new, tracked = self._new_faces(bgr, followed, wait=self._since_detect > 2 * self.detect_every)
+                # a result is awaited at most detect_every frames: a face that enters is found within 2 × that
+                new, tracked = self._new_faces(bgr, followed, wait=self._since_detect >= self.detect_every)
                 return followed + new, tracked + [False] * len(new)
         self._wait_pending()
         self._since_detect = 1
