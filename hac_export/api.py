@@ -12,12 +12,14 @@ then exits 1).
 from __future__ import annotations
 
 import contextlib
-import os
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rich.markup import escape
 
 from hac_export import fp16 as fp16_mod
 from hac_export import int8 as int8_mod
@@ -193,7 +195,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
                     report.artifacts.append({"name": name, "path": None, "format": fmt, "precision": precision,
                                              "status": "error", "error": why, "parity": None,
                                              "seconds": round(time.perf_counter() - started, 2)})
-                    steps.log(f"{name}: [red]not made[/] ({why})")
+                    steps.log(f"{name}: [red]not made[/] ({escape(why)})")
                     steps.advance()
                     continue
                 job.made[(fmt, precision)] = target
@@ -201,7 +203,7 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
                 report.artifacts.append({"name": target.name, "path": target, "format": fmt, "precision": precision,
                                          "status": manifest["status"], "parity": record,
                                          "seconds": round(time.perf_counter() - started, 2)})
-                mark = "[green]passed[/]" if record["passed"] else f"[red]FAILED[/] ({'; '.join(record['failures'])})"
+                mark = "[green]passed[/]" if record["passed"] else f"[red]FAILED[/] ({escape('; '.join(record['failures']))})"
                 steps.log(f"{target.name}: parity {mark}  {parity_figures(record)}  logit_err_rel "
                           f"{record['logit_err_rel']:.2g}")
                 steps.advance()
@@ -240,7 +242,7 @@ def _package(fmt: str, job: "_Job", out: Path, steps, backend: str, kind: str) -
                   f"serve with tritonserver --model-repository {row['path']}")
     except (HacException, OSError) as e:
         row["error"] = str(e) if isinstance(e, HacException) else f"{type(e).__name__}: {one_line(e)}"
-        steps.log(f"{row['name']}: [red]not made[/] ({row['error']})")
+        steps.log(f"{row['name']}: [red]not made[/] ({escape(row['error'])})")
     row["seconds"] = round(time.perf_counter() - started, 2)
     return row
 

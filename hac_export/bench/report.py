@@ -23,6 +23,8 @@ def _f(v, fmt):
 def print_table(doc: dict, console=None) -> None:
     import sys
 
+    from rich.markup import escape
+
     from rich.console import Console
     from rich.table import Table
 
@@ -57,7 +59,7 @@ def print_table(doc: dict, console=None) -> None:
                           markup=False, highlight=False)
     console.print(LEGEND, highlight=False)
     for note in doc.get("notes", []):
-        console.print(f"[bold]note:[/] {note}")
+        console.print(f"[bold]note:[/] {escape(note)}")
 
 
 def write_json(path, doc: dict) -> Path:

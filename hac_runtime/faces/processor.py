@@ -95,7 +95,7 @@ class FaceProcessor:
         if inside < 0.6 * bw * bh:
             return None
         if self.local_search:
-            box = self._search_near(bgr, box)
+            box = self.search_near(bgr, box)
             if box is None:
                 return None
         lm = self.landmarks.predict(bgr, box)
@@ -108,7 +108,7 @@ class FaceProcessor:
             return None
         return (box if self.local_search else box_from_landmarks(lm)), lm
 
-    def _search_near(self, bgr: np.ndarray, box: Box) -> Box | None:
+    def search_near(self, bgr: np.ndarray, box: Box) -> Box | None:
         """dlib HOG's best box overlapping ``box`` in a window ``SEARCH_MARGIN`` of its size wider on each side,
         or None."""
         import cv2

@@ -15,11 +15,14 @@ With ``background_detection`` (the streaming pipeline's), the full-frame detecti
 that looks for new faces while every face is being followed runs on a thread of its
 own (dlib's HOG releases the GIL: the source thread tracks the next frames on the
 other core); a face it finds that no track covers starts a track on the frame where
-the result came back, at most ``detect_every`` frames later. A lost track, or no
+the result came back, within 2 × ``detect_every`` frames of entering (a result is
+awaited at most ``detect_every`` frames), every followed face's frontal score is
+measured again on that frame, as on a detection frame. A lost track, or no
 track at all, still runs the detector on the frame itself.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -62,6 +65,7 @@ class MultiFaceStage:
         self.seconds: dict[str, float] = defaultdict(float)  # per stage: detect, track, landmarks, align
         self._background = ThreadPoolExecutor(1, "hac-detect") if background_detection and detect_every > 1 else None
         self._pending: Future | None = None  # the background detection in flight
+        self._submitted = False  # the background thread has run (and holds a HOG detector)
 
     def _detect_timed(self, bgr: np.ndarray) -> list:
         t0 = time.perf_counter()
@@ -70,21 +74,26 @@ class MultiFaceStage:
         return boxes
 
     def _new_faces(self, bgr: np.ndarray, followed: list, wait: bool) -> tuple[list, list[bool]]:
-        """Faces of the background detection, once back (``wait``: block for it), that no followed face covers,
-        with their landmarks on this frame; and per followed face whether it is still tracked only (False: the
-        detector saw it too, so its frontal score is measured again, as on a detection frame). A new detection
-        is started when one is due."""
+        """Faces of the background detection, once back (``wait``: block for it), that no followed face covers:
+        each found again on this frame near where it was (the result is some frames old), with its landmarks;
+        and per followed face whether it counts as tracked (False on the frame a result came back: its frontal
+        score is measured again, as on a detection frame). A new detection is started when one is due."""
         found, tracked = [], [True] * len(followed)
         if self._pending is not None and (wait or self._pending.done()):
             boxes, self._pending = self._pending.result(), None
-            tracked = [all(iou(b, f[0]) < 0.3 for b in boxes) for f in followed]
-            fresh = [b for b in boxes if all(iou(b, f[0]) < 0.3 for f in followed)]
+            tracked = [False] * len(followed)
             t0 = time.perf_counter()
-            found = [(b, self.processor.landmarks_for(bgr, b)) for b in fresh]
+            for b in boxes:
+                if any(iou(b, f[0]) >= 0.3 for f in followed + found):
+                    continue
+                here = self.processor.search_near(bgr, b)  # where that face is on this frame
+                if here is not None and all(iou(here, f[0]) < 0.3 for f in followed + found):
+                    found.append((here, self.processor.landmarks_for(bgr, here)))
             self.seconds["landmarks"] += time.perf_counter() - t0
         if self._pending is None and self._since_detect >= self.detect_every:
             self._since_detect = 0
             self._pending = self._background.submit(self._detect_timed, np.array(bgr, copy=True))
+            self._submitted = True
         return found, tracked
 
     def _wait_pending(self) -> None:
@@ -149,11 +158,19 @@ class MultiFaceStage:
             faces.append(TrackedFace(t.id, tuple(int(v) for v in box), rgb, lm, quality, tracked))
         return faces, closed
 
-    def finish(self) -> list[Track]:
-        if self._background is not None:
+    def close(self) -> None:
+        """End the background detection (idempotent; also on a source's error paths): its HOG detector goes to
+        the next thread that needs one; a detection in flight (~20 ms with HOG) is waited for and dropped."""
+        background, self._background, self._pending = self._background, None, None
+        if background is None:
+            return
+        if self._submitted:
             from hac_runtime.faces.detectors import release_hog
 
-            self._pending = None
-            self._background.submit(release_hog)  # its detector goes to the next thread that needs one
-            self._background.shutdown(wait=True)  # a detection in flight ends with the source
+            with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: nothing to hand on to
+                background.submit(release_hog)
+        background.shutdown(wait=True, cancel_futures=False)
+
+    def finish(self) -> list[Track]:
+        self.close()
         return self.tracker.close_all()

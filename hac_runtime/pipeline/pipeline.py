@@ -161,6 +161,14 @@ class SourceReport:
     seconds: dict = field(default_factory=lambda: defaultdict(float))  # busy time per stage
 
 
+def _cores() -> int:
+    """The cores this process may run on (its affinity, where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 class Pipeline:
     """Classify facial expressions per face track in any number of video sources with one engine."""
 
@@ -172,6 +180,8 @@ class Pipeline:
         from hac_runtime.engines.select import choose_engine
 
         self.config = (config or DEFAULTS).replace(**settings)
+        self._load_face_models()  # before the engine: a missing face model fails fast and leaves nothing open
+        self._background_detection = self.config.background_detection  # run() decides per run
         policy = self.config.policy or "track"
         self.timeout = self.config.timeout  #: stream URLs: seconds to open and per read (media.STREAM_TIMEOUT_S)
         #: how the engine was chosen (None when an opened engine was passed in)
@@ -201,7 +211,6 @@ class Pipeline:
         self.seconds: dict[str, float] = defaultdict(float)  # inference-side busy time: preprocess, infer
         self.batches: list[int] = []
         self._drain = threading.Event()
-        self._load_face_models()
 
     def _load_face_models(self) -> None:
         """The face models, loaded now rather than on a source's first frames (~1 s: dlib's 68-point predictor,
@@ -254,6 +263,7 @@ class Pipeline:
                        stop: threading.Event) -> None:
         from hac_runtime.media import open_source
 
+        stage = None
         try:
             src = open_source(source, timeout=self.timeout)
             fps = src.fps or self.fps
@@ -334,6 +344,8 @@ class Pipeline:
         finally:
             from hac_runtime.faces.detectors import release_hog
 
+            if stage is not None:
+                stage.close()  # its background detection too, on every path
             release_hog()  # the next source thread takes this one's detector instead of building one
 
     def _infer(self, reqs: list[ClipRequest]) -> list[dict]:
@@ -402,7 +414,7 @@ class Pipeline:
 
         self.reports = [SourceReport(s.name if isinstance(s, FrameSource) else str(s)) for s in sources]
         # a detection beside the tracking needs a core the source threads leave free
-        self._background_detection = self.config.background_detection and len(sources) < (os.cpu_count() or 1)
+        self._background_detection = self.config.background_detection and len(sources) < _cores()
         workers = [threading.Thread(target=self._source_worker, args=(i, s, r, requests, stop), daemon=True,
                                     name=f"hac-source-{i}") for i, (s, r) in enumerate(zip(sources, self.reports))]
 

@@ -143,7 +143,7 @@ def test_failed_artifact_said_as_what_it_is(tiny_ckpt, calib_dir, tmp_path):
     """hac-bench: the row says 'parity failed (figures)'; --engine auto names what it skipped and why."""
     out = tmp_path / "bench"
     doc = run_bench(tiny_ckpt, engines="ort", batches="1", calib=calib_dir, out=out, seconds=0.1, warmup=0.0,
-                    log=lambda m: None, verbose=False, tolerances={"fp16": {"cosine_min": 1.01}})
+                    full=True, log=lambda m: None, verbose=False, tolerances={"fp16": {"cosine_min": 1.01}})
     fp16 = next(r for r in doc["results"] if r["precision"] == "fp16")
     assert fp16["status"] == "parity failed" and fp16["p50_ms"] is None  # never timed
     assert fp16["reason"].startswith("parity failed (max_abs ") and "cosine_min" in fp16["reason"]
