@@ -15,9 +15,10 @@ With ``background_detection`` (the streaming pipeline's), the full-frame detecti
 that looks for new faces while every face is being followed runs on a thread of its
 own (dlib's HOG releases the GIL: the source thread tracks the next frames on the
 other core); a face it finds that no track covers starts a track on the frame where
-the result came back, within 2 × ``detect_every`` frames of entering (a result is
-awaited at most ``detect_every`` frames), every followed face's frontal score is
-measured again on that frame, as on a detection frame. A lost track, or no
+the result is taken: ``detect_every`` frames after the frame it searched, so within
+2 × ``detect_every`` frames of entering, and on the same frame on every run (a video's
+results do not depend on how fast the threads ran). Every followed face's frontal
+score is measured again on that frame, as on a detection frame. A lost track, or no
 track at all, still runs the detector on the frame itself.
 """
 from __future__ import annotations
@@ -74,12 +75,14 @@ class MultiFaceStage:
         return boxes
 
     def _new_faces(self, bgr: np.ndarray, followed: list, wait: bool) -> tuple[list, list[bool]]:
-        """Faces of the background detection, once back (``wait``: block for it), that no followed face covers:
+        """Faces of the background detection, taken when ``wait`` (always ``detect_every`` frames after it was
+        asked for, never earlier: the results of a video do not depend on how fast the threads ran), that no
+        followed face covers:
         each found again on this frame near where it was (the result is some frames old), with its landmarks;
         and per followed face whether it counts as tracked (False on the frame a result came back: its frontal
         score is measured again, as on a detection frame). A new detection is started when one is due."""
         found, tracked = [], [True] * len(followed)
-        if self._pending is not None and (wait or self._pending.done()):
+        if self._pending is not None and wait:
             boxes, self._pending = self._pending.result(), None
             tracked = [False] * len(followed)
             t0 = time.perf_counter()
@@ -114,7 +117,8 @@ class MultiFaceStage:
                 self._since_detect += 1
                 if self._background is None:
                     return followed, [True] * len(followed)
-                # a result is awaited at most detect_every frames: a face that enters is found within 2 × that
+                # a result is taken detect_every frames after it was asked for: a face that enters is found
+                # within 2 × that, and on the same frame on every run
                 new, tracked = self._new_faces(bgr, followed, wait=self._since_detect >= self.detect_every)
                 return followed + new, tracked + [False] * len(new)
         self._wait_pending()

@@ -411,3 +411,14 @@ def test_timeline_png_one_row_per_track(artifacts, two_faces, tmp_path, capsys):
     assert code == 2 and "give a .png file name" in err and "Traceback" not in err
     code, _, err = hac_run(["0", "--model", artifacts / "hac.onnx", "--timeline", tmp_path / "t.png"], capsys)
     assert code == 2 and "--timeline needs file or folder sources" in err
+
+
+def test_background_detection_gives_the_same_results_on_every_run(artifacts, two_faces):
+    """The detection beside the tracking is taken a fixed number of frames after it was asked for: two runs of
+    one video agree exactly, however fast the threads ran."""
+    runs = []
+    for _ in range(2):
+        with Pipeline(artifacts / "hac.onnx", engine="ort", detect_every=3, background_detection=True) as pipe:
+            runs.append(sorted(((r["track"], r["frame_start"], r["frame_end"], r["frames"], r["label"])
+                                for r in pipe.run([two_faces]))))
+    assert runs[0] == runs[1] and len(runs[0]) == 2
