@@ -22,7 +22,7 @@ class PipelineConfig:
     fps: float = 25.0  #: frame rate of sources that do not say theirs
     timeout: float | None = None  #: stream URLs and Triton: seconds to open and per read (None: media's default)
     #: look for new faces on a thread of its own while the faces already there are followed, when there are
-    #: fewer sources than cores (1.3× the frames/s of one stream, benchmarks/pipeline.md); a face that enters
+    #: fewer sources than cores (1.2× the frames/s of one stream, benchmarks/pipeline.md); a face that enters
     #: is then found up to 2 × detect_every frames later than by a detection on the frame itself (False)
     background_detection: bool = True
 
