@@ -32,8 +32,8 @@ from hac_export.registry import DEFAULT_BATCH, FORMATS, artifact_name, plan_expo
 from hac_runtime import __version__, spec
 from hac_runtime.atomic import check_output_dir, write_json
 from hac_runtime.engines import load_engine
-from hac_runtime.engines.base import MANIFEST_SCHEMA, parity_figures
-from hac_runtime.engines.select import PARITY_FILE, installed
+from hac_runtime.engines.base import manifest_path, parity_figures
+from hac_runtime.engines.select import PARITY_FILE, folder_manifests, installed
 from hac_runtime.errors import HacError, HacException, HacFailure, one_line
 from hac_runtime.progress import progress_bar
 from hac_train.checkpoint import file_sha256, load_checkpoint
@@ -203,7 +203,8 @@ def export(checkpoint, formats="onnx", fp16: bool = False, int8: bool = False, c
                 report.artifacts.append({"name": target.name, "path": target, "format": fmt, "precision": precision,
                                          "status": manifest["status"], "parity": record,
                                          "seconds": round(time.perf_counter() - started, 2)})
-                mark = "[green]passed[/]" if record["passed"] else f"[red]FAILED[/] ({escape('; '.join(record['failures']))})"
+                failures = escape("; ".join(record["failures"]))
+                mark = "[green]passed[/]" if record["passed"] else f"[red]FAILED[/] ({failures})"
                 steps.log(f"{target.name}: parity {mark}  {parity_figures(record)}  logit_err_rel "
                           f"{record['logit_err_rel']:.2g}")
                 steps.advance()
@@ -373,22 +374,14 @@ def retire_other_checkpoints(out: Path, source_sha: str) -> list[Path]:
     """An export folder is one checkpoint's: once this export has published, every artifact in ``out`` whose
     manifest names another checkpoint moves into ``out/replaced-<its sha256[:12]>/`` (manifest first, each
     by one rename), so ``--engine auto`` never sees it and nothing is lost. Returns where they went."""
-    from hac_runtime.engines import read_manifest
-
     moved = []
-    for path in sorted(out.glob("*.json")):
-        artifact = path.with_name(path.name[: -len(".json")])
-        if path.name == PARITY_FILE or spec.format_of_file(artifact.name.removesuffix(".failed")) is None:
-            continue
-        try:
-            manifest = read_manifest(artifact)
-        except HacException:
-            continue
+    for artifact, manifest in folder_manifests(out):
         other = manifest.get("source_sha256")
-        if manifest.get("schema") != MANIFEST_SCHEMA or not other or other == source_sha:
+        if not other or other == source_sha:
             continue
         dest = out / f"replaced-{other[:12]}"
         dest.mkdir(exist_ok=True)
+        path = manifest_path(artifact)
         os.replace(path, dest / path.name)
         if artifact.exists():
             os.replace(artifact, dest / artifact.name)

@@ -117,14 +117,10 @@ def folder_checkpoint(folder: Path) -> str | None:
     return doc.get("source_sha256") if isinstance(doc, dict) else None
 
 
-def scan_folder(folder: Path, precision: str | None = None) -> tuple[list[Path], list[Skipped]]:
-    """Artifacts of an export folder that passed parity and belong to its checkpoint, and what was left out.
-
-    An export folder holds one checkpoint's artifacts: those whose ``source_sha256`` differs from the
-    folder's ``parity.json`` (a stale or foreign export) are left out; without a ``parity.json``, artifacts
-    of different checkpoints are refused."""
-    found, skipped, sources = [], [], {}
-    for path in sorted(folder.glob("*.json")):
+def folder_manifests(folder: Path):
+    """``(artifact, manifest)`` of every HAC manifest in an export folder (passed, failed or pending; other JSON
+    files, ``parity.json`` included, are not manifests)."""
+    for path in sorted(Path(folder).glob("*.json")):
         if path.name == PARITY_FILE:
             continue
         artifact = path.with_name(path.name[: -len(".json")])
@@ -132,8 +128,18 @@ def scan_folder(folder: Path, precision: str | None = None) -> tuple[list[Path],
             manifest = read_manifest(artifact)
         except HacError:
             continue
-        if manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("format") not in spec.FORMATS:
-            continue  # some other JSON file
+        if manifest.get("schema") == MANIFEST_SCHEMA and manifest.get("format") in spec.FORMATS:
+            yield artifact, manifest
+
+
+def scan_folder(folder: Path, precision: str | None = None) -> tuple[list[Path], list[Skipped]]:
+    """Artifacts of an export folder that passed parity and belong to its checkpoint, and what was left out.
+
+    An export folder holds one checkpoint's artifacts: those whose ``source_sha256`` differs from the
+    folder's ``parity.json`` (a stale or foreign export) are left out; without a ``parity.json``, artifacts
+    of different checkpoints are refused."""
+    found, skipped, sources = [], [], {}
+    for artifact, manifest in folder_manifests(folder):
         if precision and manifest.get("precision") != precision:
             continue
         if manifest.get("status") != "passed":
