@@ -23,9 +23,8 @@ def _f(v, fmt):
 def print_table(doc: dict, console=None) -> None:
     import sys
 
-    from rich.markup import escape
-
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console(width=None if sys.stdout.isatty() else 200)

@@ -183,22 +183,18 @@ class Pipeline:
         self._load_face_models()  # before the engine: a missing face model fails fast and leaves nothing open
         self._background_detection = self.config.background_detection  # run() decides per run
         policy = self.config.policy or "track"
-        self.timeout = self.config.timeout  #: stream URLs: seconds to open and per read (media.STREAM_TIMEOUT_S)
         #: how the engine was chosen (None when an opened engine was passed in)
         self.choice = None if hasattr(model, "infer") else choose_engine(model, engine, device, precision,
-                                                                             cuda_graph=cuda_graph, timeout=self.timeout)
+                                                                             cuda_graph=cuda_graph,
+                                                                             timeout=self.config.timeout)
         self.engine = model if self.choice is None else self.choice.engine
         pre = self.engine.preprocess
         self.k, self.size = pre.k, pre.image_size
         self.mean, self.std = pre.mean, pre.std
         self.aligner = pre.aligner
         self.classes = self.engine.classes
-        self.detector = self.config.detector
-        self.detect_every = self.config.detect_every
-        self.policy_name, self.window, self.stride = policy, self.config.window, self.config.stride
+        self.policy_name = policy
         self.max_batch = min(self.config.max_batch, self.engine.max_batch or self.config.max_batch)
-        self.max_wait = self.config.max_wait
-        self.fps = self.config.fps
         self.on_error = on_error or _print_error
         self.keep_boxes = keep_boxes
         #: track policy: also classify sliding windows, kept in ``SourceReport.running`` (annotated video,
@@ -243,20 +239,21 @@ class Pipeline:
 
     def _policy(self):
         if self.policy_name == "window":
-            return SlidingWindow(self.k, window=self.window, stride=self.stride)
+            return SlidingWindow(self.k, window=self.config.window, stride=self.config.stride)
         return PerTrack(self.k)
 
     def _make_stage(self):
         from hac_runtime.faces import DEFAULT_DETECTOR, FaceProcessor
         from hac_runtime.pipeline.faces import MultiFaceStage
 
-        processor = FaceProcessor(detector=self.detector or DEFAULT_DETECTOR, aligner=self.aligner, size=self.size)
+        processor = FaceProcessor(detector=self.config.detector or DEFAULT_DETECTOR, aligner=self.aligner,
+                                  size=self.size)
         warper = None
         if self.gpu_preprocess:
             from hac_runtime.pipeline.gpu import TorchFaceWarper
 
             warper = TorchFaceWarper(self.size, self.engine.device if str(self.engine.device).startswith("cuda") else "cpu")
-        return MultiFaceStage(processor, self.aligner, self.size, self.detect_every, warper=warper,
+        return MultiFaceStage(processor, self.aligner, self.size, self.config.detect_every, warper=warper,
                               background_detection=self._background_detection)
 
     def _source_worker(self, index_of_source: int, source, report: SourceReport, requests: queue.Queue,
@@ -265,14 +262,14 @@ class Pipeline:
 
         stage = None
         try:
-            src = open_source(source, timeout=self.timeout)
-            fps = src.fps or self.fps
+            src = open_source(source, timeout=self.config.timeout)
+            fps = src.fps or self.config.fps
             stage = self._make_stage()
             policy = self._policy()
             buffers: dict[int, object] = {}
             # An annotated video or timeline of a track-policy run shows the running decision (sliding
             # windows), not the track's final one painted backwards: those clips are classified for drawing only.
-            running = (SlidingWindow(self.k, window=self.window, stride=self.stride)
+            running = (SlidingWindow(self.k, window=self.config.window, stride=self.config.stride)
                        if self.keep_running and self.policy_name == "track" else None)
             running_buffers: dict[int, object] = {}
 
@@ -419,7 +416,7 @@ class Pipeline:
                                     name=f"hac-source-{i}") for i, (s, r) in enumerate(zip(sources, self.reports))]
 
         def infer_loop():
-            batcher = DynamicBatcher(requests, self.max_batch, self.max_wait)
+            batcher = DynamicBatcher(requests, self.max_batch, self.config.max_wait)
             try:
                 while True:
                     batch = batcher.next_batch()
