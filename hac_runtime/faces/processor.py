@@ -26,8 +26,11 @@ from hac_runtime.faces.quality import AlignmentQuality, assess, assessed_matrix
 
 
 #: the local search's window reaches this share of the face's size beyond it on each side: at 25 fps a face
-#: moves far less between frames; 0.35 instead of 0.5 halves the HOG area (3.2 → 2.0 ms per tracked frame)
-SEARCH_MARGIN = 0.35
+#: moves far less between frames (benchmarks/pipeline.md: 0.5 → 0.35 → 0.25, 3.2 → 2.0 → ~1.3 ms per tracked frame)
+SEARCH_MARGIN = 0.25
+#: the local search scales the face to about this many pixels: just above HOG's 80 px window, so its image
+#: pyramid has few levels (at 100 px the window of 0.25 margins had five, most of them for faces far smaller)
+SEARCH_FACE_PX = 90
 
 
 @dataclass
@@ -81,8 +84,8 @@ class FaceProcessor:
         """Follow a face from its previous landmarks: ``(box, landmarks)``, or None when it is lost.
 
         The box is re-derived from the previous landmarks; with ``local_search`` (default) dlib
-        HOG then looks for the face in a window 1.7 times its size, scaled so the face is ~100 px
-        (~2 ms), and its box replaces the derived one. The predictor always answers, even on a
+        HOG then looks for the face in a window ``1 + 2 × SEARCH_MARGIN`` times its size, scaled so
+        the face is ~``SEARCH_FACE_PX`` px (~1.3 ms), and its box replaces the derived one. The predictor always answers, even on a
         blank frame, so this search is what notices a face gone, and the fresh box keeps the
         landmarks from drifting. Lost also: the box left the frame, the stable points (eye
         corners, nose) moved by more than ``max_track_residual`` inter-ocular distances beyond
@@ -108,9 +111,8 @@ class FaceProcessor:
             return None
         return (box if self.local_search else box_from_landmarks(lm)), lm
 
-    def search_near(self, bgr: np.ndarray, box: Box) -> Box | None:
-        """dlib HOG's best box overlapping ``box`` in a window ``SEARCH_MARGIN`` of its size wider on each side,
-        or None."""
+    def search_near(self, bgr: np.ndarray, box: Box, margin: float = SEARCH_MARGIN) -> Box | None:
+        """dlib HOG's best box overlapping ``box`` in a window ``margin`` of its size wider on each side, or None."""
         import cv2
 
         from hac_runtime.faces.detectors import frontal_face_detector
@@ -118,8 +120,8 @@ class FaceProcessor:
         x, y, w, h = box
         if w < 8 or h < 8:
             return None
-        s = 100.0 / w  # the face at ~100 px: HOG's 80 px window fits, the search is cheap
-        m = SEARCH_MARGIN
+        s = SEARCH_FACE_PX / w
+        m = margin
         x0, y0 = max(0, int(x - m * w)), max(0, int(y - m * h))
         x1, y1 = min(bgr.shape[1], int(x + (1 + m) * w)), min(bgr.shape[0], int(y + (1 + m) * h))
         if x1 - x0 < 8 or y1 - y0 < 8:

@@ -37,6 +37,10 @@ from hac_runtime.faces.align import warp_face
 from hac_runtime.faces.quality import AlignmentQuality, assess, assessed_matrix, frontal_score
 from hac_runtime.pipeline.tracker import FaceTracker, Track
 
+#: a background detection's new face is searched for again on the frame its result is taken, this share of its
+#: size beyond its box on each side (the box is ``detect_every`` frames old)
+RELOCATE_MARGIN = 0.5
+
 
 @dataclass
 class TrackedFace:
@@ -89,7 +93,8 @@ class MultiFaceStage:
             for b in boxes:
                 if any(iou(b, f[0]) >= 0.3 for f in followed + found):
                     continue
-                here = self.processor.search_near(bgr, b)  # where that face is on this frame
+                # where that face is on this frame: it moved for detect_every frames since, hence the wider window
+                here = self.processor.search_near(bgr, b, margin=RELOCATE_MARGIN)
                 if here is not None and all(iou(here, f[0]) < 0.3 for f in followed + found):
                     found.append((here, self.processor.landmarks_for(bgr, here)))
             self.seconds["landmarks"] += time.perf_counter() - t0
