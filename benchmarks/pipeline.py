@@ -42,11 +42,12 @@ def artifact(work: Path, precision: str) -> Path:
     return work / name
 
 
-def run(model: Path, videos: list[Path], detect_every: int) -> dict:
+def run(model: Path, videos: list[Path], detect_every: int, analyse_every: int = 1) -> dict:
     from hac_runtime.pipeline import Pipeline
 
     t_open = time.perf_counter()
-    with Pipeline(model, policy="window", window=2.0, stride=1.0, detect_every=detect_every) as pipe:
+    with Pipeline(model, policy="window", window=2.0, stride=1.0, detect_every=detect_every,
+                  analyse_every=analyse_every) as pipe:
         t0 = time.perf_counter()
         opened = t0 - t_open  # choosing the engine and loading the face models
         n = sum(1 for _ in pipe.run(videos))
@@ -68,6 +69,7 @@ def main() -> None:
     ap.add_argument("--streams", default="1,4")
     ap.add_argument("--precision", default="int8", choices=["fp32", "fp16", "int8"])
     ap.add_argument("--detect-every", type=int, default=5)
+    ap.add_argument("--analyse-every", type=int, default=1)
     ap.add_argument("--work", default=os.environ.get("HAC_BENCH_DIR", str(Path(tempfile.gettempdir()) / "hac-bench")))
     a = ap.parse_args()
     work = Path(a.work)
@@ -81,11 +83,11 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; onnxruntime {onnxruntime.__version__}; "
           f"{time.strftime('%Y-%m-%d')}; model {model.name}; video 640×480, {a.frames} frames; "
-          f"detect every {a.detect_every}\n")
+          f"detect every {a.detect_every}, analyse every {a.analyse_every}\n")
     print("| streams | open s | frames | wall s | frames/s (all streams) | clips | decode | detect | landmarks | track | quality | align | preprocess | infer |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in [int(x) for x in a.streams.split(",")]:
-        r = run(model, [video] * s, a.detect_every)
+        r = run(model, [video] * s, a.detect_every, a.analyse_every)
         per = {k: 1e3 * v / r["frames"] for k, v in r["stages"].items()}
         cols = " | ".join(f"{per.get(k, 0.0):.1f}" for k in
                           ("decode", "detect", "landmarks", "track", "quality", "align", "preprocess", "infer"))

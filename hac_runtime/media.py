@@ -106,9 +106,14 @@ def is_frame_sequence(files: list[Path]) -> bool:
 
 class FrameSource:
     """Iterable of ``(frame_index, bgr uint8)``; ``name``, ``fps`` and ``frame_count`` (None when unknown),
-    ``warnings`` (lines about frames that could not be read)."""
+    ``warnings`` (lines about frames that could not be read).
+
+    ``every = N``: only every N-th frame's pixels; the frames between come as ``(frame_index, None)``,
+    decoded (a video's later frames need them) but neither converted nor, in a folder, read
+    (``PipelineConfig.analyse_every``)."""
 
     kind = ""
+    every = 1
 
     def __init__(self, path, name: str, fps: float | None = None, frame_count: int | None = None):
         self.path = path
@@ -202,6 +207,9 @@ class FolderSource(FrameSource):
         bad = [f.name for f in self.files[:start]]
         yield start, img
         for i in range(start + 1, len(self.files)):
+            if (i - start) % self.every:
+                yield i, None
+                continue
             img = read_image(self.files[i])
             if img is None:
                 bad.append(self.files[i].name)
@@ -295,9 +303,13 @@ class VideoSource(FrameSource):
     def _opencv_frames(self, cap):
         index = bad = 0
         while True:
-            ok, frame = cap.read()
-            if ok and frame is not None:
-                yield index, to_bgr8(frame)
+            if index % self.every:  # decoded, not converted
+                ok, frame = cap.grab(), None
+            else:
+                ok, frame = cap.read()
+                ok = ok and frame is not None
+            if ok:
+                yield index, None if frame is None else to_bgr8(frame)
                 bad = 0
             elif self.frame_count is None or index + 1 >= self.frame_count or bad >= self.max_bad:
                 return  # the end, or too many damaged frames in a row
@@ -334,7 +346,7 @@ class VideoSource(FrameSource):
                         return
                     continue
                 for frame in frames:
-                    yield index, frame.to_ndarray(format="bgr24")
+                    yield index, None if index % self.every else frame.to_ndarray(format="bgr24")
                     index += 1
                     bad = 0
         except Exception as e:  # noqa: BLE001 - the container itself breaks off

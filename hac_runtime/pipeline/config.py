@@ -13,7 +13,11 @@ POLICIES = ("track", "window")  #: track: one clip per face track; window: slidi
 @dataclass(frozen=True)
 class PipelineConfig:
     detector: str | None = None  #: None: the faces package's default detector
-    detect_every: int = 5  #: run the detector every N frames, track landmarks in between
+    detect_every: int = 5  #: run the detector every N analysed frames, track landmarks in between
+    #: look at faces on every N-th decoded frame only (1: all); the frames between are decoded and counted, not
+    #: analysed: ~N× less face work per camera (many cameras on a CPU box), faces at fps / N frames a second
+    #: (a clip's k frames are sampled from those; tracking follows a face across N-frame steps)
+    analyse_every: int = 1
     policy: str | None = None  #: None: ``track`` for files and folders, ``window`` when a source is live
     window: float = 2.0  #: sliding window, seconds
     stride: float = 1.0  #: between windows, seconds
@@ -29,7 +33,7 @@ class PipelineConfig:
     def __post_init__(self):
         if self.policy is not None and self.policy not in POLICIES:
             raise HacError(f"unknown clip policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
-        for name in ("detect_every", "max_batch"):
+        for name in ("detect_every", "analyse_every", "max_batch"):
             if int(getattr(self, name)) < 1:
                 raise HacError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("window", "stride", "fps"):

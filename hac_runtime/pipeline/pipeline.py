@@ -295,18 +295,30 @@ class Pipeline:
                         emit(policy.on_close(report.name, t.id, buf))
 
             report.fps, report.frame_count = src.fps, getattr(src, "frame_count", None)
+            src.every = every = self.config.analyse_every
+            if self.policy_name == "window" and self.config.window * fps / every < self.k:
+                self.on_error(report.name,  # now, not when the source ends: a live one may never end
+                    f"a {self.config.window:g} s window holds {self.config.window * fps / every:.1f} analysed "
+                    f"frames at {fps:g} fps with analyse_every {every}, fewer than the model's k = {self.k}: "
+                    "no clip can be made; lower analyse_every or widen the window")
             report.started = time.monotonic()
             frames = Prefetch(src, 4, lambda: stop.is_set() or self._drain.is_set(), stage.seconds, release=src.close)
             try:
                 report.seconds = stage.seconds
+                boxes: list = []  # the last analysed frame's, drawn on the frames between (analyse_every)
                 for index, bgr in frames:
                     if stop.is_set() or self._drain.is_set():
                         break
                     report.frames += 1
+                    if bgr is None:  # decoded, not analysed (analyse_every)
+                        if self.keep_boxes and boxes:
+                            report.boxes[index] = boxes
+                        continue
                     faces, closed = stage.step(index, bgr)
                     close(closed)
+                    boxes = [(f.track, f.box) for f in faces]
                     if self.keep_boxes and faces:
-                        report.boxes[index] = [(f.track, f.box) for f in faces]
+                        report.boxes[index] = boxes
                     t = index / fps
                     for f in faces:
                         report.faces += 1

@@ -136,6 +136,33 @@ def test_pyav_decodes_the_same_frames(tmp_path, astronaut):
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 3  # same decode up to colour conversion
 
 
+@pytest.mark.parametrize("backend", ["opencv", "pyav"])
+def test_every_nth_frame_keeps_its_pixels_and_the_others_come_as_none(backend, tmp_path, astronaut):
+    path = tmp_path / "clip.avi"
+    write_face_video(path, astronaut, n_frames=7, size=(320, 240))
+    every = {i: f for i, f in VideoSource(path, backend=backend)}
+    src = VideoSource(path, backend=backend)
+    src.every = 3
+    frames = list(src)
+    assert [i for i, _ in frames] == list(range(7)) and src.warnings == []  # every frame decoded and counted
+    assert [i for i, f in frames if f is not None] == [0, 3, 6]
+    for i, f in frames:
+        if f is not None:  # the same pixels as when every frame is kept: the decoder skipped none
+            np.testing.assert_array_equal(f, every[i])
+
+
+def test_a_folder_reads_only_every_nth_image(tmp_path, astronaut):
+    folder = tmp_path / "seq"
+    write_face_frames(folder, astronaut, n_frames=5, size=(160, 120))
+    (folder / "frame001.png").write_bytes(b"broken")  # between two kept frames: never read, so no warning
+    src = open_source(folder)
+    src.every = 2
+    frames = list(src)
+    assert [(i, f is not None) for i, f in frames] == [(0, True), (1, False), (2, True), (3, False), (4, True)]
+    assert src.warnings == []
+    np.testing.assert_array_equal(frames[2][1], cv2.imread(str(folder / "frame002.png")))
+
+
 def test_pyav_takes_over_when_opencv_cannot_open(tmp_path, astronaut, monkeypatch):
     path = tmp_path / "clip.mp4"
     write_face_video(path, astronaut, n_frames=4, size=(160, 120))

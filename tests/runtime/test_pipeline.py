@@ -75,6 +75,31 @@ def test_two_faces_stable_tracks_one_result_each(artifacts, two_faces, backgroun
     assert pipe.reports[0].frames == 30
 
 
+def test_analyse_every_looks_at_every_nth_frame_and_counts_them_all(artifacts, two_faces):
+    with Pipeline(artifacts / "hac.onnx", detect_every=3, analyse_every=2, keep_boxes=True) as pipe:
+        results = list(pipe.run([two_faces]))
+    for r in results:
+        _check_result(r, two_faces)
+        assert all(f % 2 == 0 for f in r["frames"])  # clips are sampled from the analysed frames only
+    assert len(results) == 2
+    left, right = sorted(results, key=lambda r: r["box"][0])
+    # found within 2 × detect_every analysed frames of entering (a detection beside the tracking)
+    assert left["frame_start"] == 0 and left["frame_end"] == 28 and 8 <= right["frame_start"] <= 8 + 2 * 3 * 2
+    report = pipe.reports[0]
+    assert report.frames == 30  # every frame decoded and counted (fps, real-time factor)
+    # the frames between keep the last analysed frame's boxes, so an annotated video does not flicker
+    assert report.boxes[5] == report.boxes[4] and report.boxes[4] != report.boxes[2]
+
+
+def test_a_window_too_short_for_k_analysed_frames_is_said_at_once(artifacts, two_faces):
+    said = []
+    with Pipeline(artifacts / "hac.onnx", policy="window", window=1.0, analyse_every=5,
+                  on_error=lambda name, msg: said.append(msg)) as pipe:
+        assert list(pipe.run([two_faces])) == []  # 10 fps: 2 analysed frames a window, k = 3
+    assert any("holds 2.0 analysed frames at 10 fps with analyse_every 5, fewer than the model's k = 3" in m
+               for m in said), said
+
+
 def test_sliding_window_results(artifacts, two_faces):
     with Pipeline(artifacts / "hac.onnx", policy="window", window=1.0, stride=0.5) as pipe:
         results = list(pipe.run([two_faces]))
@@ -183,10 +208,12 @@ def test_run_sources_writes_jsonl_and_annotated_video(artifacts, two_faces, tmp_
 
 
 def test_cli_good_and_bad_sources(artifacts, two_faces, tmp_path, capsys):
-    code, out, err = hac_run([two_faces, tmp_path / "missing.mp4", "--model", artifacts / "hac.onnx"], capsys)
+    code, out, err = hac_run([two_faces, tmp_path / "missing.mp4", "--model", artifacts / "hac.onnx",
+                              "--analyse-every", "2"], capsys)
     assert code == 0
     lines = [json.loads(x) for x in out.splitlines()]
     assert len(lines) == 2 and all(set(r) == FIELDS for r in lines)
+    assert all(f % 2 == 0 for r in lines for f in r["frames"])
     assert f"hac-run: {tmp_path / 'missing.mp4'}: no such file or folder" in err
     assert "Traceback" not in err
 
