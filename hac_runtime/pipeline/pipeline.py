@@ -210,12 +210,12 @@ class Pipeline:
 
     def _load_face_models(self) -> None:
         """The face models, loaded now rather than on a source's first frames (~1 s: dlib's 68-point predictor,
-        shared by every thread, and HOG detectors for the first source thread and its background detection)."""
+        shared by every thread, and the HOG detector each thread takes a copy of)."""
         from hac_runtime.faces import LandmarkPredictor
-        from hac_runtime.faces.detectors import build_spare_hog
+        from hac_runtime.faces.detectors import load_hog
 
         LandmarkPredictor()  # cached per process
-        build_spare_hog(2)
+        load_hog()
 
     @property
     def draining(self) -> bool:
@@ -351,11 +351,8 @@ class Pipeline:
             report.error = f"{type(e).__name__}: {one_line(e)}"
             self.on_error(report.name, report.error)
         finally:
-            from hac_runtime.faces.detectors import release_hog
-
             if stage is not None:
                 stage.close()  # its background detection too, on every path
-            release_hog()  # the next source thread takes this one's detector instead of building one
 
     def _infer(self, reqs: list[ClipRequest]) -> list[dict]:
         t0 = time.perf_counter()
