@@ -23,7 +23,6 @@ track at all, still runs the detector on the frame itself.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +33,7 @@ import numpy as np
 from hac_runtime.boxes import iou
 from hac_runtime.faces import FaceProcessor, make_aligner
 from hac_runtime.faces.align import warp_face
+from hac_runtime.faces.detectors import _gray
 from hac_runtime.faces.quality import AlignmentQuality, assess, assessed_matrix, frontal_score
 from hac_runtime.pipeline.tracker import FaceTracker, Track
 
@@ -70,7 +70,6 @@ class MultiFaceStage:
         self.seconds: dict[str, float] = defaultdict(float)  # per stage: detect, track, landmarks, align
         self._background = ThreadPoolExecutor(1, "hac-detect") if background_detection and detect_every > 1 else None
         self._pending: Future | None = None  # the background detection in flight
-        self._submitted = False  # the background thread has run (and holds a HOG detector)
 
     def _detect_timed(self, bgr: np.ndarray) -> list:
         t0 = time.perf_counter()
@@ -78,7 +77,7 @@ class MultiFaceStage:
         self.seconds["detect"] += time.perf_counter() - t0
         return boxes
 
-    def _new_faces(self, bgr: np.ndarray, followed: list, wait: bool) -> tuple[list, list[bool]]:
+    def _new_faces(self, bgr: np.ndarray, gray: np.ndarray, followed: list, wait: bool) -> tuple[list, list[bool]]:
         """Faces of the background detection, taken when ``wait`` (always ``detect_every`` frames after it was
         asked for, never earlier: the results of a video do not depend on how fast the threads ran), that no
         followed face covers:
@@ -94,14 +93,13 @@ class MultiFaceStage:
                 if any(iou(b, f[0]) >= 0.3 for f in followed + found):
                     continue
                 # where that face is on this frame: it moved for detect_every frames since, hence the wider window
-                here = self.processor.search_near(bgr, b, margin=RELOCATE_MARGIN)
+                here = self.processor.search_near(gray, b, margin=RELOCATE_MARGIN)
                 if here is not None and all(iou(here, f[0]) < 0.3 for f in followed + found):
-                    found.append((here, self.processor.landmarks_for(bgr, here)))
+                    found.append((here, self.processor.landmarks_for(gray, here)))
             self.seconds["landmarks"] += time.perf_counter() - t0
         if self._pending is None and self._since_detect >= self.detect_every:
             self._since_detect = 0
-            self._pending = self._background.submit(self._detect_timed, np.array(bgr, copy=True))
-            self._submitted = True
+            self._pending = self._background.submit(self._detect_timed, np.array(self._for_detector(bgr, gray)))
         return found, tracked
 
     def _wait_pending(self) -> None:
@@ -110,13 +108,16 @@ class MultiFaceStage:
             self._pending.result()
             self._pending = None
 
-    def _found(self, bgr: np.ndarray) -> tuple[list[tuple[tuple, np.ndarray]], list[bool]]:
+    def _for_detector(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
+        return gray if self.processor.detector.reads_gray else bgr
+
+    def _found(self, bgr: np.ndarray, gray: np.ndarray) -> tuple[list[tuple[tuple, np.ndarray]], list[bool]]:
         """(box, landmarks) of every face, and for each whether it was tracked rather than detected."""
         live = [t for t in self.tracker.tracks.values() if t.missed == 0 and "landmarks" in t.data]
         clock = time.perf_counter
         if live and (self._background is not None or self._since_detect < self.detect_every):
             t0 = clock()
-            followed = [self.processor.track(bgr, t.data["landmarks"]) for t in live]
+            followed = [self.processor.track(gray, t.data["landmarks"]) for t in live]
             self.seconds["track"] += clock() - t0
             if all(f is not None for f in followed):
                 self._since_detect += 1
@@ -124,27 +125,28 @@ class MultiFaceStage:
                     return followed, [True] * len(followed)
                 # a result is taken detect_every frames after it was asked for: a face that enters is found
                 # within 2 × that, and on the same frame on every run
-                new, tracked = self._new_faces(bgr, followed, wait=self._since_detect >= self.detect_every)
+                new, tracked = self._new_faces(bgr, gray, followed, wait=self._since_detect >= self.detect_every)
                 return followed + new, tracked + [False] * len(new)
         self._wait_pending()
         self._since_detect = 1
-        boxes = self._detect_timed(bgr)
+        boxes = self._detect_timed(self._for_detector(bgr, gray))
         t1 = clock()
-        found = [(box, self.processor.landmarks_for(bgr, box)) for box in boxes]
+        found = [(box, self.processor.landmarks_for(gray, box)) for box in boxes]
         self.seconds["landmarks"] += clock() - t1
         return found, [False] * len(found)
 
-    def _quality(self, t: Track, bgr: np.ndarray, lm: np.ndarray, matrix: np.ndarray, tracked: bool
+    def _quality(self, t: Track, gray: np.ndarray, lm: np.ndarray, matrix: np.ndarray, tracked: bool
                  ) -> AlignmentQuality:
         t0 = time.perf_counter()
         if not tracked or "frontal" not in t.data:
-            t.data["frontal"] = frontal_score(bgr, lm)
-        quality = assess(bgr, lm, matrix, self.size, frontal=t.data["frontal"])
+            t.data["frontal"] = frontal_score(gray, lm)
+        quality = assess(gray, lm, matrix, self.size, frontal=t.data["frontal"])
         self.seconds["quality"] += time.perf_counter() - t0
         return quality
 
     def step(self, index: int, bgr: np.ndarray) -> tuple[list[TrackedFace], list[Track]]:
-        found, tracked_flags = self._found(bgr)
+        gray = _gray(bgr)  # once a frame: the search, the landmarks and the frontal score read intensities only
+        found, tracked_flags = self._found(bgr, gray)
         tracks, closed = self.tracker.update(index, [tuple(float(v) for v in box) for box, _ in found])
         faces = []
         frame_t = self.warper.upload(bgr) if self.warper is not None and found else None
@@ -154,7 +156,7 @@ class MultiFaceStage:
             if aligner is None:
                 aligner = t.data["aligner"] = make_aligner(self.aligner, self.size)
             t0, judged = time.perf_counter(), self.seconds["quality"]
-            matrix, quality = assessed_matrix(aligner, lm, lambda m: self._quality(t, bgr, lm, m, tracked))
+            matrix, quality = assessed_matrix(aligner, lm, lambda m: self._quality(t, gray, lm, m, tracked))
             self.seconds["align"] += time.perf_counter() - t0 - (self.seconds["quality"] - judged)
             rgb = None
             if quality.ok:
@@ -168,17 +170,11 @@ class MultiFaceStage:
         return faces, closed
 
     def close(self) -> None:
-        """End the background detection (idempotent; also on a source's error paths): its HOG detector goes to
-        the next thread that needs one; a detection in flight (~20 ms with HOG) is waited for and dropped."""
+        """End the background detection (idempotent; also on a source's error paths); a detection in flight
+        (~20 ms with HOG) is waited for and dropped."""
         background, self._background, self._pending = self._background, None, None
-        if background is None:
-            return
-        if self._submitted:
-            from hac_runtime.faces.detectors import release_hog
-
-            with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: nothing to hand on to
-                background.submit(release_hog)
-        background.shutdown(wait=True, cancel_futures=False)
+        if background is not None:
+            background.shutdown(wait=True, cancel_futures=False)
 
     def finish(self) -> list[Track]:
         self.close()
