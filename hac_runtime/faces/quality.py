@@ -28,6 +28,7 @@ to a clip.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -89,14 +90,22 @@ def frontal_score(bgr: np.ndarray, landmarks: np.ndarray) -> float:
     return best
 
 
+@functools.lru_cache(maxsize=8)
+def _crop_grid(size: int) -> np.ndarray:
+    """The crop's sample points ``(n, 2)`` (x, y), about 32 × 32 of them (read-only: shared by every call)."""
+    step = max(1, size // 32)
+    v, u = np.mgrid[0:size:step, 0:size:step]
+    grid = np.stack([u.ravel(), v.ravel()], 1).astype(np.float64)
+    grid.flags.writeable = False
+    return grid
+
+
 def outside_fraction(matrix: np.ndarray, size: int, frame_shape) -> float:
     """Fraction of a ``size``² crop made by ``matrix`` (frame → crop) whose source lies outside the frame."""
     import cv2
 
     inv = cv2.invertAffineTransform(np.asarray(matrix, np.float64))
-    step = max(1, size // 32)
-    v, u = np.mgrid[0:size:step, 0:size:step]
-    pts = np.stack([u.ravel(), v.ravel()], 1).astype(np.float64) @ inv[:, :2].T + inv[:, 2]
+    pts = _crop_grid(size) @ inv[:, :2].T + inv[:, 2]
     h, w = frame_shape[:2]
     return float(((pts[:, 0] < 0) | (pts[:, 1] < 0) | (pts[:, 0] > w - 1) | (pts[:, 1] > h - 1)).mean())
 
