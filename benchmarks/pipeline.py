@@ -5,7 +5,7 @@ INT8 ONNX (static QDQ, calibrated on hac-synth clips), like ``hac-bench``. The v
 (tests/data/obama.jpg) moving on a 640×480 canvas, 25 fps. Clip policy: sliding window, 2 s window,
 1 s stride (a live stream), detection every 5 frames with landmark tracking in between.
 
-Run: ``.venv/bin/python benchmarks/pipeline.py [--frames 300] [--streams 1,4] [--precision int8]``
+Run: ``.venv/bin/python benchmarks/pipeline.py [--frames 300] [--streams 1,4] [--precision int8] [--analyse-every 1]``
 Writes a Markdown table to stdout; benchmarks/pipeline.md records one run.
 """
 from __future__ import annotations
