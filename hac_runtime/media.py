@@ -207,7 +207,7 @@ class FolderSource(FrameSource):
         bad = [f.name for f in self.files[:start]]
         yield start, img
         for i in range(start + 1, len(self.files)):
-            if (i - start) % self.every:
+            if i % self.every:
                 yield i, None
                 continue
             img = read_image(self.files[i])

@@ -70,7 +70,7 @@ class FaceDetector:
     box_adjust = (0.0, 0.0, 1.0)
     #: frames larger than this are detected at reduced size (per detector: its cost grows with the area)
     default_max_side = 640
-    #: it looks at intensities only: the frame's grayscale, when a caller has it, finds the same faces
+    #: it looks at intensities only: the frame's grayscale, when a caller has it, finds the same faces (up to rounding)
     reads_gray = False
 
     def __init__(self, max_side: int | None = None, upsample: int = 0):

@@ -26,10 +26,10 @@ from hac_runtime.faces.quality import AlignmentQuality, assess, assessed_matrix
 
 
 #: the local search's window reaches this share of the face's size beyond it on each side: at 25 fps a face
-#: moves far less between frames (benchmarks/pipeline.md: 0.5 → 0.35 → 0.25, 3.2 → 2.0 → ~1.3 ms per tracked frame)
+#: moves far less between frames (benchmarks/pipeline.md: 0.5 → 0.35 → 0.25 with the face at 90 px, 3.2 → 2.5 → 1.8 ms per tracked face)
 SEARCH_MARGIN = 0.25
 #: the local search scales the face to about this many pixels: just above HOG's 80 px window, so its image
-#: pyramid has few levels (at 100 px the window of 0.25 margins had five, most of them for faces far smaller)
+#: pyramid has three levels (at 100 px with 0.35 margins, a 170 px window, it had five, most for faces far smaller)
 SEARCH_FACE_PX = 90
 
 
@@ -85,7 +85,7 @@ class FaceProcessor:
 
         The box is re-derived from the previous landmarks; with ``local_search`` (default) dlib
         HOG then looks for the face in a window ``1 + 2 × SEARCH_MARGIN`` times its size, scaled so
-        the face is ~``SEARCH_FACE_PX`` px (~1.3 ms), and its box replaces the derived one. The predictor always answers, even on a
+        the face is ~``SEARCH_FACE_PX`` px (~1.8 ms), and its box replaces the derived one. The predictor always answers, even on a
         blank frame, so this search is what notices a face gone, and the fresh box keeps the
         landmarks from drifting. Lost also: the box left the frame, the stable points (eye
         corners, nose) moved by more than ``max_track_residual`` inter-ocular distances beyond

@@ -15,7 +15,7 @@ class PipelineConfig:
     detector: str | None = None  #: None: the faces package's default detector
     detect_every: int = 5  #: run the detector every N analysed frames, track landmarks in between
     #: look at faces on every N-th decoded frame only (1: all); the frames between are decoded and counted, not
-    #: analysed: ~N× less face work per camera (many cameras on a CPU box), faces at fps / N frames a second
+    #: analysed: up to N× less face work per camera (many cameras on a CPU box), faces at fps / N frames a second
     #: (a clip's k frames are sampled from those; tracking follows a face across N-frame steps)
     analyse_every: int = 1
     policy: str | None = None  #: None: ``track`` for files and folders, ``window`` when a source is live

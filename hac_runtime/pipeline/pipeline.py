@@ -14,6 +14,7 @@ Embedding it::
 """
 from __future__ import annotations
 
+import math
 import os
 import queue
 import sys
@@ -258,9 +259,9 @@ class Pipeline:
 
     def _source_worker(self, index_of_source: int, source, report: SourceReport, requests: queue.Queue,
                        stop: threading.Event) -> None:
-        from hac_runtime.media import open_source
+        from hac_runtime.media import FrameSource, open_source
 
-        stage = None
+        stage = src = None
         try:
             src = open_source(source, timeout=self.config.timeout)
             fps = src.fps or self.config.fps
@@ -295,10 +296,11 @@ class Pipeline:
                         emit(policy.on_close(report.name, t.id, buf))
 
             report.fps, report.frame_count = src.fps, getattr(src, "frame_count", None)
-            src.every = every = self.config.analyse_every
-            if self.policy_name == "window" and self.config.window * fps / every < self.k:
+            src.every = every = self.config.analyse_every  # set back when the source ends (it may be re-read)
+            held = math.ceil(self.config.window * fps / every - 1e-9)  # faces with t > now - window
+            if (self.policy_name == "window" or running is not None) and held < self.k:
                 self.on_error(report.name,  # now, not when the source ends: a live one may never end
-                    f"a {self.config.window:g} s window holds {self.config.window * fps / every:.1f} analysed "
+                    f"a {self.config.window:g} s window holds {held} analysed "
                     f"frames at {fps:g} fps with analyse_every {every}, fewer than the model's k = {self.k}: "
                     "no clip can be made; lower analyse_every or widen the window")
             report.started = time.monotonic()
@@ -310,6 +312,8 @@ class Pipeline:
                     if stop.is_set() or self._drain.is_set():
                         break
                     report.frames += 1
+                    if bgr is not None and index % every:  # a source of its own that does not know ``every``
+                        bgr = None
                     if bgr is None:  # decoded, not analysed (analyse_every)
                         if self.keep_boxes and boxes:
                             report.boxes[index] = boxes
@@ -351,6 +355,8 @@ class Pipeline:
             report.error = f"{type(e).__name__}: {one_line(e)}"
             self.on_error(report.name, report.error)
         finally:
+            if src is not None:
+                src.every = FrameSource.every  # a FrameSource passed in is read again whole (annotated video)
             if stage is not None:
                 stage.close()  # its background detection too, on every path
 

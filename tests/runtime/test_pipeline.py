@@ -91,12 +91,26 @@ def test_analyse_every_looks_at_every_nth_frame_and_counts_them_all(artifacts, t
     assert report.boxes[5] == report.boxes[4] and report.boxes[4] != report.boxes[2]
 
 
+def test_a_frame_source_passed_in_is_left_as_it_was_given(artifacts, tmp_path):
+    """analyse_every tells the source to skip pixels while the pipeline reads it, then sets it back: the
+    caller's FrameSource (e.g. re-read whole for an annotated video) yields every frame's pixels again."""
+    from fixtures_video import write_face_frames
+    from hac_runtime.media import open_source
+
+    write_face_frames(tmp_path / "seq", photo("obama.jpg"), n_frames=6, size=(320, 240))
+    src = open_source(tmp_path / "seq")
+    with Pipeline(artifacts / "hac.onnx", analyse_every=2) as pipe:
+        list(pipe.run([src]))
+    assert pipe.reports[0].frames == 6 and src.every == 1
+    assert all(f is not None for _, f in src)
+
+
 def test_a_window_too_short_for_k_analysed_frames_is_said_at_once(artifacts, two_faces):
     said = []
     with Pipeline(artifacts / "hac.onnx", policy="window", window=1.0, analyse_every=5,
                   on_error=lambda name, msg: said.append(msg)) as pipe:
         assert list(pipe.run([two_faces])) == []  # 10 fps: 2 analysed frames a window, k = 3
-    assert any("holds 2.0 analysed frames at 10 fps with analyse_every 5, fewer than the model's k = 3" in m
+    assert any("holds 2 analysed frames at 10 fps with analyse_every 5, fewer than the model's k = 3" in m
                for m in said), said
 
 
