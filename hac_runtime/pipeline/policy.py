@@ -47,7 +47,7 @@ class TrackBuffer:
     def __init__(self, maxlen: int, thin: bool = False):
         self.maxlen, self.thin = maxlen, thin
         self.items: deque[BufferedFace] = deque(maxlen=None if thin else maxlen)
-        self.last_emit_t: float | None = None
+        self.next_emit_t: float | None = None  #: sliding windows: when the next clip is due (a stride grid)
 
     def append(self, item: BufferedFace) -> None:
         if self.thin and len(self.items) >= self.maxlen:
@@ -60,8 +60,19 @@ def _request(source: str, track: int, items: list[BufferedFace], sampler: ClipSa
     return ClipRequest(source, track, picked, items[0].frame, items[-1].frame, items[0].t, items[-1].t, items[-1].box)
 
 
+#: seconds: frame times are ``index / fps`` in floating point, so "exactly one stride later" may come out a hair
+#: short (26 / 25 - 1 / 25 < 1.0); comparisons allow this much
+TIME_EPS = 1e-6
+
+
 class SlidingWindow:
-    """Emit a clip every ``stride`` s over the last ``window`` s of a track (needs ≥ ``min_frames``)."""
+    """Emit a clip every ``stride`` s over the last ``window`` s of a track (needs ≥ ``min_frames``).
+
+    Clips are due on a grid: the first when the track holds ``min_frames`` faces, then every ``stride``
+    seconds after it, each on the first face at or past its time. A due time is not moved by how late that
+    face came, so with faces 0.12 s apart (``analyse_every`` 3 at 25 fps) a 12 s track still gets one clip
+    per stride; a face more than half a stride late (a gap in the track) starts the grid again at it.
+    """
 
     def __init__(self, k: int, window: float = DEFAULTS.window, stride: float = DEFAULTS.stride,
                  min_frames: int | None = None, max_frames: int = 512):
@@ -75,14 +86,17 @@ class SlidingWindow:
 
     def on_face(self, source: str, track: int, buf: TrackBuffer) -> ClipRequest | None:
         now = buf.items[-1].t
-        while buf.items[0].t <= now - self.window:  # older faces can never be in a window again
+        while buf.items[0].t <= now - self.window + TIME_EPS:  # a window holds t > now - window
             buf.items.popleft()
-        if buf.last_emit_t is not None and now - buf.last_emit_t < self.stride:
+        if buf.next_emit_t is not None and now < buf.next_emit_t - TIME_EPS:
             return None
         items = list(buf.items)
         if len(items) < self.min_frames:
             return None
-        buf.last_emit_t = now
+        due = buf.next_emit_t
+        # on time, or late by less than half a stride (the faces' spacing): the grid holds; else it restarts here
+        on_grid = due is not None and now - due < self.stride / 2
+        buf.next_emit_t = (due if on_grid else now) + self.stride
         return _request(source, track, items, self.sampler)
 
     def on_close(self, source: str, track: int, buf: TrackBuffer) -> ClipRequest | None:

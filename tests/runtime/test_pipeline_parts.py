@@ -3,6 +3,7 @@ import queue
 import threading
 
 import numpy as np
+import pytest
 
 from hac_runtime.pipeline.batcher import DynamicBatcher
 from hac_runtime.pipeline.policy import BufferedFace, PerTrack, SlidingWindow, TrackBuffer
@@ -61,6 +62,36 @@ def test_sliding_window_emits_every_stride_over_window():
     starts = [r.t_end for r in out]
     assert all(b - a >= 1.0 - 1e-9 for a, b in zip(starts, starts[1:]))
 
+
+
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_sliding_window_clips_stay_on_the_stride_grid(every):
+    """Frame times i / 25 in floating point and faces 0.12 s apart once made clips drift past their second
+    (26 / 25 - 1 / 25 < 1.0): a 12 s track at analyse_every 3 got 11 clips, not 12."""
+    fps, pol = 25.0, SlidingWindow(k=5, window=2.0, stride=1.0)
+    buf, ends = pol.new_buffer(), []
+    for i in range(0, 300, every):
+        buf.append(BufferedFace(i, i / fps, None, (0, 0, 4, 4)))
+        r = pol.on_face("s", 0, buf)
+        if r:
+            ends.append(r.t_end)
+            assert len(buf.items) == len([j for j in range(0, i + 1, every) if j / fps > i / fps - 2.0 + 1e-6])
+    assert len(ends) == 12
+    first = ends[0]  # the fifth face: no window before it holds k faces
+    assert first == pytest.approx(4 * every / fps)
+    for n, t in enumerate(ends):  # each on the first face at or past its due time
+        assert first + n - 1e-6 <= t < first + n + every / fps - 1e-6
+
+
+def test_sliding_window_starts_its_grid_again_after_a_gap():
+    pol = SlidingWindow(k=2, window=2.0, stride=1.0)
+    buf, ends = pol.new_buffer(), []
+    for t in [0.0, 0.5, 1.0, 1.5, 4.2, 4.4, 4.6, 5.0, 5.2]:
+        buf.append(BufferedFace(0, t, None, (0, 0, 4, 4)))
+        r = pol.on_face("s", 0, buf)
+        if r:
+            ends.append(r.t_end)
+    assert ends == [0.5, 1.5, 4.4]  # 4.2: one face in the window; 4.4: due since 2.5, so the next is 5.4, not 4.5
 
 def test_per_track_one_clip_spanning_the_track_with_bounded_memory():
     pol = PerTrack(k=5, max_frames=64)
