@@ -466,3 +466,9 @@ def test_background_detection_gives_the_same_results_on_every_run(artifacts, two
         assert (a["track"], a["frame_start"], a["frame_end"], a["frames"], a["label"], a["box"]) == \
                (b["track"], b["frame_start"], b["frame_end"], b["frames"], b["label"], b["box"])
         assert max(abs(a["probs"][c] - b["probs"][c]) for c in CLASSES) < 1e-6  # the same faces, aligned alike
+
+
+def test_cli_analyse_every_below_one_is_bad_usage(artifacts, two_faces, capsys):
+    code, out, err = hac_run([two_faces, "--model", artifacts / "hac.onnx", "--analyse-every", "0"], capsys)
+    assert code == 2 and out == ""
+    assert "--analyse-every" in err and "Traceback" not in err
