@@ -31,6 +31,7 @@ from hac_runtime.errors import BatchFailed, HacError, HacException, left_blocked
 from hac_runtime.pipeline.config import DEFAULTS, PipelineConfig
 from hac_runtime.pipeline.batcher import DynamicBatcher
 from hac_runtime.pipeline.policy import BufferedFace, ClipRequest, PerTrack, SlidingWindow
+from hac_runtime.pipeline.progress import lag_warning
 
 _DONE = object()
 
@@ -259,7 +260,7 @@ class Pipeline:
 
     def _source_worker(self, index_of_source: int, source, report: SourceReport, requests: queue.Queue,
                        stop: threading.Event) -> None:
-        from hac_runtime.media import FrameSource, open_source
+        from hac_runtime.media import FrameSource, is_stream, open_source
 
         stage = src = None
         try:
@@ -303,6 +304,7 @@ class Pipeline:
                     f"a {self.config.window:g} s window holds {held} analysed "
                     f"frames at {fps:g} fps with analyse_every {every}, fewer than the model's k = {self.k}: "
                     "no clip can be made; lower analyse_every or widen the window")
+            live, lag_said = is_stream(getattr(src, "path", source)), False  # said once per source when behind
             report.started = time.monotonic()
             frames = Prefetch(src, 4, lambda: stop.is_set() or self._drain.is_set(), stage.seconds, release=src.close)
             try:
@@ -312,6 +314,11 @@ class Pipeline:
                     if stop.is_set() or self._drain.is_set():
                         break
                     report.frames += 1
+                    if live and not lag_said and report.frames % 25 == 0:
+                        said = lag_warning(report.frames, time.monotonic() - report.started, fps, every)
+                        if said:
+                            lag_said = True
+                            self.on_error(report.name, said)  # now: a live source may never end
                     if bgr is not None and index % every:  # a source of its own that does not know ``every``
                         bgr = None
                     if bgr is None:  # decoded, not analysed (analyse_every)

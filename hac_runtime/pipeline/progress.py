@@ -2,6 +2,7 @@
 clips — refreshed twice a second; nothing at all when stderr is not a terminal (logs, pipes, CI)."""
 from __future__ import annotations
 
+import math
 import time
 
 
@@ -15,6 +16,27 @@ def source_line(report, now: float) -> str:
     state = f" — {report.error}" if report.error else ""
     return (f"{report.name}: {done} frames, {fps:.1f} frames/s{rt}, {report.faces} faces, "
             f"{report.clips} clips{state}")
+
+
+#: a live source this many seconds behind its own clock (and under ``LAG_FACTOR`` of real time) is said once
+LAG_SECONDS = 5.0
+LAG_FACTOR = 0.9
+
+
+def lag_warning(frames: int, elapsed: float, fps: float, analyse_every: int) -> str | None:
+    """What to tell the user when a live source is read slower than it runs (``frames`` read in ``elapsed``
+    seconds of a ``fps`` source), else None: its frames queue up or are dropped, so results fall behind."""
+    if not (fps and elapsed > 0):
+        return None
+    factor = frames / (elapsed * fps)
+    behind = elapsed - frames / fps
+    if factor >= LAG_FACTOR or behind < LAG_SECONDS:
+        return None
+    n = math.ceil(analyse_every / factor)
+    fix = (f"look at fewer frames (--analyse-every {n}) or detect less often (--detect-every)" if n <= 10 else
+           "this machine cannot follow it: fewer sources per machine, or a faster engine")
+    return (f"{factor:.2f}× real time after {elapsed:.0f} s: a live source's results fall behind it "
+            f"({behind:.0f} s so far; its frames queue up or are dropped); {fix}")
 
 
 class RunProgress:

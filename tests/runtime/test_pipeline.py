@@ -472,3 +472,33 @@ def test_cli_analyse_every_below_one_is_bad_usage(artifacts, two_faces, capsys):
     code, out, err = hac_run([two_faces, "--model", artifacts / "hac.onnx", "--analyse-every", "0"], capsys)
     assert code == 2 and out == ""
     assert "--analyse-every" in err and "Traceback" not in err
+
+
+def test_lag_warning_says_how_far_behind_and_what_to_change():
+    from hac_runtime.pipeline.progress import lag_warning
+
+    assert lag_warning(250, 10.0, 25.0, 1) is None  # real time
+    assert lag_warning(240, 10.0, 25.0, 1) is None  # 0.4 s behind: a hiccup, not a lag
+    said = lag_warning(500, 40.0, 25.0, 1)  # 0.5× real time, 20 s behind
+    assert said.startswith("0.50× real time after 40 s") and "20 s so far" in said
+    assert "--analyse-every 2" in said
+    assert "--analyse-every 6" in lag_warning(500, 40.0, 25.0, 3)
+    assert "cannot follow it" in lag_warning(50, 40.0, 25.0, 1)
+    assert lag_warning(0, 0.0, 25.0, 1) is None and lag_warning(10, 5.0, None, 1) is None
+
+
+def test_a_live_source_read_slower_than_it_runs_is_said_once(artifacts, monkeypatch):
+    """A source announcing 10000 fps cannot be followed: said once, while it runs, for a live source only."""
+    import hac_runtime.pipeline.progress as progress
+
+    monkeypatch.setattr(progress, "LAG_SECONDS", 0.05)
+    live, recorded = SyntheticStream(100), SyntheticStream(100)
+    live.fps = recorded.fps = 10000.0
+    recorded.path = "recorded.mp4"  # the same frames, not live: a file may be read slower than it plays
+    for src, expected in ((live, 1), (recorded, 0)):
+        errors = []
+        with Pipeline(artifacts / "hac.onnx", policy="window", on_error=lambda n, m: errors.append(m)) as pipe:
+            list(pipe.run([src]))
+        lags = [m for m in errors if "real time after" in m]
+        assert len(lags) == expected, errors
+        assert all("a live source's results fall behind it" in m and "cannot follow it" in m for m in lags)
