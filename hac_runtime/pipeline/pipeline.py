@@ -61,6 +61,7 @@ class Prefetch:
         self._cancelled = cancelled
         self._seconds = seconds
         self._iterable = iterable
+        self.waited = 0.0  #: seconds the consumer spent waiting for items (a source slower than its consumer)
         self._thread = threading.Thread(target=self._pump, daemon=True, name="hac-decode")
         self._thread.start()
 
@@ -107,9 +108,12 @@ class Prefetch:
 
     def __iter__(self):
         while True:
+            t0 = time.monotonic()
             try:
                 item = self._q.get(timeout=0.1)
+                self.waited += time.monotonic() - t0
             except queue.Empty:
+                self.waited += time.monotonic() - t0
                 if self._cancelled():
                     return
                 if not self._thread.is_alive() and self._q.empty():  # ended without its marker
@@ -304,7 +308,11 @@ class Pipeline:
                     f"a {self.config.window:g} s window holds {held} analysed "
                     f"frames at {fps:g} fps with analyse_every {every}, fewer than the model's k = {self.k}: "
                     "no clip can be made; lower analyse_every or widen the window")
-            live, lag_said = is_stream(getattr(src, "path", source)), False  # said once per source when behind
+            # a camera or stream URL (not a recorded file behind a URL): said once if it cannot be followed
+            live = is_stream(getattr(src, "path", source)) and not getattr(src, "frame_count", None)
+            lag_said = False
+            windows = self.policy_name == "window" or running is not None
+            max_every = max(1, math.floor(self.config.window * fps / self.k + 1e-9)) if windows else None
             report.started = time.monotonic()
             frames = Prefetch(src, 4, lambda: stop.is_set() or self._drain.is_set(), stage.seconds, release=src.close)
             try:
@@ -315,7 +323,8 @@ class Pipeline:
                         break
                     report.frames += 1
                     if live and not lag_said and report.frames % 25 == 0:
-                        said = lag_warning(report.frames, time.monotonic() - report.started, fps, every)
+                        said = lag_warning(report.frames, time.monotonic() - report.started, src.fps, every,
+                                           frames.waited, max_every)
                         if said:
                             lag_said = True
                             self.on_error(report.name, said)  # now: a live source may never end

@@ -61,17 +61,19 @@ def _request(source: str, track: int, items: list[BufferedFace], sampler: ClipSa
 
 
 #: seconds: frame times are ``index / fps`` in floating point, so "exactly one stride later" may come out a hair
-#: short (26 / 25 - 1 / 25 < 1.0); comparisons allow this much
+#: short (29 / 25 - 4 / 25 < 1.0); comparisons allow this much
 TIME_EPS = 1e-6
 
 
 class SlidingWindow:
     """Emit a clip every ``stride`` s over the last ``window`` s of a track (needs ≥ ``min_frames``).
 
-    Clips are due on a grid: the first when the track holds ``min_frames`` faces, then every ``stride``
+    Clips are due on a grid: the first when the window holds ``min_frames`` faces, then every ``stride``
     seconds after it, each on the first face at or past its time. A due time is not moved by how late that
-    face came, so with faces 0.12 s apart (``analyse_every`` 3 at 25 fps) a 12 s track still gets one clip
-    per stride; a face more than half a stride late (a gap in the track) starts the grid again at it.
+    face came: emitting a stride after the last clip drifted by up to one face spacing per clip (0.08 s a
+    clip with faces 0.12 s apart, ``analyse_every`` 3 at 25 fps: 11 clips in 12 s, not 12). A face more
+    than half a stride late (a gap in the track) starts the grid again at it, so the grid holds only while
+    faces come less than half a stride apart.
     """
 
     def __init__(self, k: int, window: float = DEFAULTS.window, stride: float = DEFAULTS.stride,
@@ -86,7 +88,7 @@ class SlidingWindow:
 
     def on_face(self, source: str, track: int, buf: TrackBuffer) -> ClipRequest | None:
         now = buf.items[-1].t
-        while buf.items[0].t <= now - self.window + TIME_EPS:  # a window holds t > now - window
+        while len(buf.items) > 1 and buf.items[0].t <= now - self.window + TIME_EPS:  # holds t > now - window
             buf.items.popleft()
         if buf.next_emit_t is not None and now < buf.next_emit_t - TIME_EPS:
             return None

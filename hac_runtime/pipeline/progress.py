@@ -21,21 +21,30 @@ def source_line(report, now: float) -> str:
 #: a live source this many seconds behind its own clock (and under ``LAG_FACTOR`` of real time) is said once
 LAG_SECONDS = 5.0
 LAG_FACTOR = 0.9
+#: a frame rate above this is a stream's clock rate (RTSP's 90 kHz), not frames: no lag is judged by it
+MAX_FPS = 1000.0
 
 
-def lag_warning(frames: int, elapsed: float, fps: float, analyse_every: int) -> str | None:
-    """What to tell the user when a live source is read slower than it runs (``frames`` read in ``elapsed``
-    seconds of a ``fps`` source), else None: its frames queue up or are dropped, so results fall behind."""
-    if not (fps and elapsed > 0):
+def lag_warning(frames: int, elapsed: float, fps: float | None, analyse_every: int, waited: float = 0.0,
+                max_every: int | None = None) -> str | None:
+    """What to tell the user when a live source is read slower than it runs, else None.
+
+    ``frames`` were read in ``elapsed`` seconds of a source announcing ``fps``; the face thread ``waited``
+    that long for frames. Said only when it fell ``LAG_SECONDS`` behind, under ``LAG_FACTOR`` of real time,
+    *and* the face thread was the one holding it up (it waited under 10 % of the time: a camera that sends
+    fewer frames than it announces keeps it waiting). ``max_every``: the largest ``analyse_every`` that
+    still leaves k faces in a window."""
+    if not (fps and 0 < fps <= MAX_FPS and elapsed > 0) or waited > 0.1 * elapsed:
         return None
     factor = frames / (elapsed * fps)
     behind = elapsed - frames / fps
     if factor >= LAG_FACTOR or behind < LAG_SECONDS:
         return None
-    n = math.ceil(analyse_every / factor)
-    fix = (f"look at fewer frames (--analyse-every {n}) or detect less often (--detect-every)" if n <= 10 else
-           "this machine cannot follow it: fewer sources per machine, or a faster engine")
-    return (f"{factor:.2f}× real time after {elapsed:.0f} s: a live source's results fall behind it "
+    n = math.ceil(analyse_every / factor)  # face work only: decoding and inference do not shrink with it
+    fix = (f"look at fewer frames (--analyse-every {n} or more) or detect less often (--detect-every)"
+           if n <= (max_every or 10) else "this machine cannot follow it: fewer sources per machine, or a faster engine")
+    shown = math.floor(factor * 100) / 100  # 0.896 is not "0.90×" when the line is drawn at 0.9
+    return (f"{shown:.2f}× real time after {elapsed:.0f} s: a live source's results fall behind it "
             f"({behind:.0f} s so far; its frames queue up or are dropped); {fix}")
 
 
