@@ -14,7 +14,6 @@ Embedding it::
 """
 from __future__ import annotations
 
-import math
 import os
 import queue
 import sys
@@ -302,17 +301,16 @@ class Pipeline:
 
             report.fps, report.frame_count = src.fps, getattr(src, "frame_count", None)
             src.every = every = self.config.analyse_every  # set back when the source ends (it may be re-read)
-            held = math.ceil(self.config.window * fps / every - 1e-9)  # faces with t > now - window
-            if (self.policy_name == "window" or running is not None) and held < self.k:
+            windows = policy if isinstance(policy, SlidingWindow) else running  # sliding windows, if any
+            if windows is not None and windows.holds(fps, every) < self.k:
                 self.on_error(report.name,  # now, not when the source ends: a live one may never end
-                    f"a {self.config.window:g} s window holds {held} analysed "
+                    f"a {self.config.window:g} s window holds {windows.holds(fps, every)} analysed "
                     f"frames at {fps:g} fps with analyse_every {every}, fewer than the model's k = {self.k}: "
                     "no clip can be made; lower analyse_every or widen the window")
             # a camera or stream URL (not a recorded file behind a URL): said once if it cannot be followed
             live = is_stream(getattr(src, "path", source)) and not getattr(src, "frame_count", None)
             lag_said = False
-            windows = self.policy_name == "window" or running is not None
-            max_every = max(1, math.floor(self.config.window * fps / self.k + 1e-9)) if windows else None
+            max_every = windows.max_every(fps) if windows is not None else None
             report.started = time.monotonic()
             frames = Prefetch(src, 4, lambda: stop.is_set() or self._drain.is_set(), stage.seconds, release=src.close)
             try:

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -85,6 +86,18 @@ class SlidingWindow:
 
     def new_buffer(self) -> TrackBuffer:
         return TrackBuffer(self.max_frames)
+
+    def holds(self, fps: float, every: int = 1) -> int:
+        """How many faces a window holds on a ``fps`` source analysed every ``every`` frames: those with
+        t > now - window, as ``on_face`` keeps them."""
+        return math.ceil((self.window - TIME_EPS) * fps / every)
+
+    def max_every(self, fps: float) -> int:
+        """The largest ``analyse_every`` whose windows still hold ``min_frames`` faces (at least 1)."""
+        every, widest = 1, max(1, math.ceil(self.window * fps))  # beyond it a window holds one face
+        while every < widest and self.holds(fps, every + 1) >= self.min_frames:
+            every += 1
+        return every
 
     def on_face(self, source: str, track: int, buf: TrackBuffer) -> ClipRequest | None:
         now = buf.items[-1].t

@@ -95,6 +95,22 @@ def test_sliding_window_starts_its_grid_again_after_a_gap():
     assert ends == [0.5, 1.5, 4.4]  # 4.2: one face in the window; 4.4: due since 2.5, so the next is 5.4, not 4.5
 
 
+@pytest.mark.parametrize("fps,window,k", [(25.0, 2.0, 5), (10.0, 1.0, 3), (30.0, 2.0, 16)])
+def test_sliding_window_says_how_many_faces_it_holds_as_on_face_keeps_them(fps, window, k):
+    """holds() and max_every() (the pipeline's short-window warning and the lag line's suggestion) follow
+    on_face itself: at max_every a window still makes clips, one frame more and it makes none."""
+    pol = SlidingWindow(k=k, window=window, stride=1.0)
+    top = pol.max_every(fps)
+    for every in (1, top, top + 1):
+        buf, held, clips = pol.new_buffer(), 0, 0
+        for i in range(0, int(10 * fps), every):
+            buf.append(BufferedFace(i, i / fps, None, (0, 0, 4, 4)))
+            clips += pol.on_face("s", 0, buf) is not None
+            held = max(held, len(buf.items))
+        assert held == pol.holds(fps, every)
+        assert (clips > 0) == (every <= top)
+
+
 def test_per_track_one_clip_spanning_the_track_with_bounded_memory():
     pol = PerTrack(k=5, max_frames=64)
     buf = pol.new_buffer()
