@@ -118,6 +118,57 @@ def bench_detectors(mat, cnn_frames: int) -> list[str]:
     return rows
 
 
+def bench_new_face_score(mat, video_frames: int) -> list[str]:
+    """HOG's scores of real faces and false boxes per condition, and the face tracks ``MultiFaceStage`` makes
+    on longer moving videos with HOG's own threshold (0) against its ``new_face_score``."""
+    from fixtures_video import group_photo, photo, render_frames
+    from hac_runtime.faces import FaceProcessor, box_from_landmarks, make_detector
+    from hac_runtime.pipeline.faces import MultiFaceStage
+
+    hog = make_detector("hog")
+    tau = hog.new_face_score
+    rows = [f"Per frame (IoU > 0.4 with the true face; HOG's own threshold is 0, its new-face score {tau:g}):", "",
+            "| condition | face found | its score ≥ " + f"{tau:g} | false boxes / frame | of them ≥ {tau:g} | "
+            "lowest face score | highest false score |", "|---|---|---|---|---|---|---|"]
+    for cond, frames in mat.items():
+        found = strong = false = false_strong = 0
+        lowest, highest = [], []
+        for frame, truth in frames:
+            gt = box_from_landmarks(truth)
+            scored = hog.detect_scored(frame)
+            face = [s for b, s in scored if iou(b, gt) > 0.4]
+            others = [s for b, s in scored if iou(b, gt) <= 0.4]
+            found += bool(face)
+            strong += bool(face) and max(face) >= tau
+            lowest += face[:1]
+            false, false_strong = false + len(others), false_strong + sum(s >= tau for s in others)
+            highest += others
+        rows.append(f"| {cond} | {found}/{len(frames)} | {strong}/{len(frames)} | {false / len(frames):.2f} | "
+                    f"{false_strong / len(frames):.2f} | {min(lowest):.2f} | "
+                    + (f"{max(highest):.2f} |" if highest else "– |"))
+    img, truth = group_photo()
+    videos = {"astronaut (640×480)": ([f for f, _ in render_frames(photo("astronaut"), video_frames)], 1),
+              "group photo (1280×720, six faces)": ([f for f, _ in render_frames(img, video_frames,
+                                                                                size=(1280, 720))], len(truth))}
+    rows += ["", f"Face tracks of `MultiFaceStage` on {video_frames} moving frames (detect every 5, tracking "
+             "between; a track counts when it has a face on any frame):", "",
+             "| video | real faces | tracks, new-face score 0 | tracks, " + f"{tau:g} (default) | first frame of "
+             "each track (default) |", "|---|---|---|---|---|"]
+    for label, (frames, real) in videos.items():
+        counts, firsts = [], {}
+        for score in (0.0, None):
+            stage = MultiFaceStage(FaceProcessor(new_face_score=score), size=64, detect_every=5)
+            first = {}
+            for i, bgr in enumerate(frames):
+                for f in stage.step(i, bgr)[0]:
+                    first.setdefault(f.track, i)
+            counts.append(len(first))
+            firsts = first
+        rows.append(f"| {label} | {real} | {counts[0]} | {counts[1]} | "
+                    f"{', '.join(str(v) for v in sorted(firsts.values()))} |")
+    return rows
+
+
 def bench_stages(mat) -> list[str]:
     from hac_runtime.faces import (FaceProcessor, LandmarkPredictor, SequenceAligner, TemplateAligner,
                                    box_from_landmarks, interocular)
@@ -276,7 +327,8 @@ def main() -> None:
     ap.add_argument("--cnn-frames", type=int, default=4, help="frames per photo and condition for dlib CNN")
     ap.add_argument("--clips", type=int, default=4, help="clips for the hac-prepare run")
     ap.add_argument("--clip-frames", type=int, default=60)
-    ap.add_argument("--only", choices=("faces", "prepare", "real"), help="run one part only")
+    ap.add_argument("--only", choices=("faces", "prepare", "real", "scores"), help="run one part only")
+    ap.add_argument("--video-frames", type=int, default=250, help="frames of the moving videos (--only scores)")
     ap.add_argument("--out", type=Path, help="write the Markdown here too")
     args = ap.parse_args()
     import cv2
@@ -289,6 +341,10 @@ def main() -> None:
     if args.only in (None, "real"):
         lines += ["### Real multi-face and non-frontal faces", ""]
         lines += bench_real()
+        lines += [""]
+    if args.only in (None, "scores"):
+        lines += ["### Which detections may start a face (`FaceDetector.new_face_score`)", ""]
+        lines += bench_new_face_score(material(args.frames), args.video_frames)
         lines += [""]
     if args.only in (None, "faces"):
         mat = material(args.frames)

@@ -10,6 +10,8 @@ from hac_runtime.faces.detectors import DEFAULT_DETECTOR, DETECTORS
 from hac_runtime.media import STREAM_TIMEOUT_S
 from hac_runtime.pipeline.config import DEFAULTS, POLICIES, PipelineConfig
 
+NEW_FACE_SCORE_HELP = ("A detection starts a new face track only with at least this score (weaker ones continue a face already followed; lower it for small or dark faces, at the cost of false faces) [default: the detector's own: hog 0.5, haar and cnn any].")
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
@@ -24,11 +26,12 @@ from hac_runtime.pipeline.config import DEFAULTS, POLICIES, PipelineConfig
               help="Processes [default: one per idle core, when the clips have frames enough to pay].")
 @click.option("--detect-every", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Run the detector every N frames, track landmarks in between.")
+@click.option("--new-face-score", type=float, default=None, help=NEW_FACE_SCORE_HELP)
 @click.option("--faces", type=click.Choice(["all", "largest"]), default="all", show_default=True,
               help="all: every face its own clip (OUT/<clip>.face0, .face1… when a source has several); "
                    "largest: one face per source.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def prepare_cmd(inputs, out, detector, aligner, size, workers, detect_every, faces, quiet):
+def prepare_cmd(inputs, out, detector, aligner, size, workers, detect_every, new_face_score, faces, quiet):
     """Faces from videos, frame folders, image lists (.txt) or images: detect, 68 landmarks, align (§4.2).
 
     Writes OUT/<clip>/NNNNN.png (NNNNN = source frame index) and OUT/faces.jsonl.
@@ -37,7 +40,7 @@ def prepare_cmd(inputs, out, detector, aligner, size, workers, detect_every, fac
     from hac_runtime.prepare import prepare
 
     summary = prepare(list(inputs), out, detector=detector, aligner=aligner, size=size, workers=workers,
-                      progress=not quiet, detect_every=detect_every, faces=faces)
+                      progress=not quiet, detect_every=detect_every, faces=faces, new_face_score=new_face_score)
     click.echo(summary.render(warnings=quiet))  # not quiet: the warnings were shown as they came
 
 
@@ -73,6 +76,7 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
               help="Look at faces on every N-th frame only (the others are decoded, not analysed): about N times "
                    "less face work per source, for many cameras on a CPU.")
 @click.option("--detector", type=click.Choice(DETECTORS), default=DEFAULT_DETECTOR, show_default=True)
+@click.option("--new-face-score", type=float, default=None, help=NEW_FACE_SCORE_HELP)
 @click.option("--max-batch", type=click.IntRange(1, 1024), default=DEFAULTS.max_batch, show_default=True,
               help="Clips per engine call.")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT and torch engines on a CUDA GPU: capture a CUDA graph per batch bucket at load "
@@ -82,7 +86,7 @@ prepare_main = click_main(prepare_cmd, "hac-prepare")
                    "a Triton server: seconds per request.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines (there are none when stderr is not a terminal).")
 def run_cmd(sources, model, engine, precision, device, out, video_out, timeline, policy, window, stride, detect_every,
-            analyse_every, detector, max_batch, cuda_graph, timeout, quiet):
+            analyse_every, detector, new_face_score, max_batch, cuda_graph, timeout, quiet):
     """Classify facial expressions per face track in videos, frame folders, image lists (.txt, one path per
     line), images, cameras (0, 1…) or URLs.
 
@@ -92,7 +96,8 @@ def run_cmd(sources, model, engine, precision, device, out, video_out, timeline,
     """
     from hac_runtime.pipeline.run import run_sources
 
-    config = PipelineConfig(detector=detector, detect_every=detect_every, analyse_every=analyse_every, policy=policy,
+    config = PipelineConfig(detector=detector, detect_every=detect_every, new_face_score=new_face_score,
+                            analyse_every=analyse_every, policy=policy,
                             window=window, stride=stride, max_batch=max_batch, timeout=timeout)
     summary = run_sources(list(sources), model, engine=engine, device=device, precision=precision, out=out,
                           video_out=video_out, timeline=timeline, config=config, cuda_graph=cuda_graph,

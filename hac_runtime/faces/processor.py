@@ -50,16 +50,19 @@ class FaceFrame:
 class FaceProcessor:
     """The §4.2 face stages for one face per frame, shared by ``hac-prepare``, training and runtime.
 
-    The face followed is the one overlapping the previous frame's face, else the largest (``pick``).
+    The face followed is the one overlapping the previous frame's face, else the largest that may start a
+    face (``pick``; ``new_face_score``: the detector's ``FaceDetector.new_face_score`` when None).
     """
 
     def __init__(self, detector: str | FaceDetector = DEFAULT_DETECTOR, aligner: str | FaceAligner = "sequence",
                  size: int = 224, detect_every: int = 1, landmarks: LandmarkPredictor | None = None,
                  max_track_residual: float = 0.12, max_track_scale_change: float = 0.2, local_search: bool = True,
-                 local_threshold: float = -0.5):
+                 local_threshold: float = -0.5, new_face_score: float | None = None):
         if detect_every < 1:
             raise HacError(f"detect_every must be >= 1, got {detect_every}")
-        self.detector = make_detector(detector)
+        if new_face_score is not None and isinstance(detector, FaceDetector):
+            raise HacError("new_face_score goes to the detector when one is given (make_detector(..., new_face_score=))")
+        self.detector = make_detector(detector, **({} if new_face_score is None else {"new_face_score": new_face_score}))
         self.aligner = make_aligner(aligner, size)
         self.landmarks = landmarks or LandmarkPredictor()
         self.size = self.aligner.size
@@ -70,11 +73,18 @@ class FaceProcessor:
         self.local_threshold = local_threshold
         self._last: np.ndarray | None = None
         self._since_detect = 0
+        self._photo = False
+        #: frames of this clip whose detections all scored under ``new_face_score``: no face started there
+        self.weak_detections = 0
 
     # ---- single-frame steps -------------------------------------------------------------------------------------
     def detect(self, bgr: np.ndarray) -> list[Box]:
         """All face boxes of the frame, largest first."""
         return self.detector.detect(bgr)
+
+    def detect_scored(self, bgr: np.ndarray) -> list[tuple[Box, float | None]]:
+        """All faces of the frame as ``(box, score)``, largest first."""
+        return self.detector.detect_scored(bgr)
 
     def landmarks_for(self, bgr: np.ndarray, box: Box) -> np.ndarray:
         """68 landmarks ``(68, 2)`` float32 of the face in ``box``."""
@@ -139,8 +149,9 @@ class FaceProcessor:
         return round(x0 + bx / s), round(y0 + by / s), round(bw / s), round(bh / s)
 
     @staticmethod
-    def pick(boxes: list[Box], previous: np.ndarray | None = None) -> Box | None:
-        """The face to follow: the one overlapping the previous frame's face, else the largest.
+    def pick(boxes: list[Box], previous: np.ndarray | None = None, may_start: list[bool] | None = None) -> Box | None:
+        """The face to follow: the one overlapping the previous frame's face, else the largest of those that
+        may start a face (``may_start``, default all: a weak detection only continues one).
 
         Keeps a clip on its face when a larger false detection (a badge, a pattern) appears.
         """
@@ -151,7 +162,7 @@ class FaceProcessor:
             best = max(boxes, key=lambda b: iou(b, prev))
             if iou(best, prev) > 0.3:
                 return best
-        return boxes[0]
+        return next((b for j, b in enumerate(boxes) if may_start is None or may_start[j]), None)
 
     def align(self, bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The aligned face crop (BGR uint8) with this processor's aligner."""
@@ -166,11 +177,19 @@ class FaceProcessor:
         return warp_face(bgr, matrix, aligner.size), quality
 
     # ---- sequences ---------------------------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget the tracked face and the sequence reference: the next frame starts a new clip."""
+    def reset(self, photo: bool = False) -> None:
+        """Forget the tracked face and the sequence reference: the next frame starts a new clip. ``photo``: it
+        is one image, with no later frame for a face to start on: every detection may start it."""
         self._last = None
         self._since_detect = 0
+        self._photo = photo
+        self.weak_detections = 0
         self.aligner.reset()
+
+    def may_start(self, score: float | None) -> bool:
+        """Whether a detection with this score may start a face here (``FaceDetector.new_face_score``; a photo:
+        any)."""
+        return self._photo or self.detector.may_start(score)
 
     def step(self, index: int, bgr: np.ndarray) -> FaceFrame:
         """Process the next frame of the current sequence."""
@@ -181,7 +200,9 @@ class FaceProcessor:
             found = self.track(gray, self._last)
             tracked = found is not None
         if found is None:
-            box = self.pick(self.detector.detect(bgr), self._last)
+            detections = self.detector.detect_scored(bgr)
+            box = self.pick([b for b, _ in detections], self._last, [self.may_start(score) for _, score in detections])
+            self.weak_detections += box is None and bool(detections)
             self._since_detect = 0
             if box is not None:
                 found = (box, self.landmarks.predict(gray, box))
@@ -198,7 +219,8 @@ class FaceProcessor:
         return FaceFrame(index, box, lm, crop, True, tracked, quality)
 
     def process(self, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[FaceFrame]:
-        """One ``FaceFrame`` per ``(index, bgr)`` of one clip (e.g. a ``FrameSource``); resets first."""
-        self.reset()
+        """One ``FaceFrame`` per ``(index, bgr)`` of one clip (e.g. a ``FrameSource``: a photo's ``kind`` is
+        ``image``); resets first."""
+        self.reset(photo=getattr(frames, "kind", "") == "image")
         for index, bgr in frames:
             yield self.step(index, bgr)

@@ -14,6 +14,9 @@ POLICIES = ("track", "window")  #: track: one clip per face track; window: slidi
 class PipelineConfig:
     detector: str | None = None  #: None: the faces package's default detector
     detect_every: int = 5  #: run the detector every N analysed frames, track landmarks in between
+    #: a detection starts a new face track only with at least this score; weaker ones continue a face already
+    #: followed (None: the detector's own, ``FaceDetector.new_face_score``: HOG's 0.5)
+    new_face_score: float | None = None
     #: look at faces on every N-th decoded frame only (1: all); the frames between are decoded and counted, not
     #: analysed: up to N× less face work per camera (many cameras on a CPU box), faces at fps / N frames a second
     #: (a clip's k frames are sampled from those; tracking follows a face across N-frame steps)

@@ -9,7 +9,9 @@ keeps its box and track but no aligned crop, so no clip is fed with it. The
 frontal score, the costly part (~1.5 ms), is measured on frames where the detector
 ran and kept for the track's tracked frames (tracking itself confirms a frontal
 face with a local HOG search); the crop's share outside the frame and the yaw are
-measured on every frame.
+measured on every frame. A detection scoring under the detector's ``new_face_score``
+continues a face already followed but starts none (``weak_detections`` counts those),
+except in a photo (``photo``), which has no later frame for a face to start on.
 
 With ``background_detection`` (the streaming pipeline's), the full-frame detection
 that looks for new faces while every face is being followed runs on a thread of its
@@ -60,8 +62,10 @@ class MultiFaceStage:
     """Per source: ``step(index, bgr)`` → (faces on this frame with track ids, tracks that ended)."""
 
     def __init__(self, processor: FaceProcessor, aligner: str = "sequence", size: int = 224, detect_every: int = 1,
-                 tracker: FaceTracker | None = None, warper=None, background_detection: bool = False):
+                 tracker: FaceTracker | None = None, warper=None, background_detection: bool = False,
+                 photo: bool = False):
         self.processor = processor
+        self.photo = photo  #: one image: no later frame for a face to start on, so every detection may start one
         self.warper = warper  # a pipeline.gpu.TorchFaceWarper: align on its device instead of with OpenCV
         self.aligner, self.size = aligner, size
         self.detect_every = max(1, detect_every)
@@ -70,12 +74,14 @@ class MultiFaceStage:
         self.seconds: dict[str, float] = defaultdict(float)  # per stage: detect, track, landmarks, align
         self._background = ThreadPoolExecutor(1, "hac-detect") if background_detection and detect_every > 1 else None
         self._pending: Future | None = None  # the background detection in flight
+        #: detections that scored under the detector's new_face_score and continued no face (none started)
+        self.weak_detections = 0
 
     def _detect_timed(self, bgr: np.ndarray) -> list:
         t0 = time.perf_counter()
-        boxes = self.processor.detect(bgr)
+        detections = self.processor.detect_scored(bgr)
         self.seconds["detect"] += time.perf_counter() - t0
-        return boxes
+        return detections
 
     def _new_faces(self, bgr: np.ndarray, gray: np.ndarray, followed: list, wait: bool) -> tuple[list, list[bool]]:
         """Faces of the background detection, taken when ``wait`` (always ``detect_every`` frames after it was
@@ -83,14 +89,19 @@ class MultiFaceStage:
         followed face covers:
         each found again on this frame near where it was (the result is some frames old), with its landmarks;
         and per followed face whether it counts as tracked (False on the frame a result came back: its frontal
-        score is measured again, as on a detection frame). A new detection is started when one is due."""
+        score is measured again, as on a detection frame). Only a detection that may start a track
+        (``FaceDetector.new_face_score``) is a new face. A new detection is started when one is due."""
         found, tracked = [], [True] * len(followed)
         if self._pending is not None and wait:
-            boxes, self._pending = self._pending.result(), None
+            detections, self._pending = self._pending.result(), None
             tracked = [False] * len(followed)
             t0 = time.perf_counter()
-            for b in boxes:
+            may_start = self._may_start
+            for b, score in detections:
                 if any(iou(b, f[0]) >= 0.3 for f in followed + found):
+                    continue
+                if not may_start(score):
+                    self.weak_detections += 1
                     continue
                 # where that face is on this frame: it moved for detect_every frames since, hence the wider window
                 here = self.processor.search_near(gray, b, margin=RELOCATE_MARGIN)
@@ -102,6 +113,9 @@ class MultiFaceStage:
             self._pending = self._background.submit(self._detect_timed, np.array(self._for_detector(bgr, gray)))
         return found, tracked
 
+    def _may_start(self, score: float | None) -> bool:
+        return self.photo or self.processor.detector.may_start(score)
+
     def _wait_pending(self) -> None:
         """The detector is about to run here: the background one must have finished (one user at a time)."""
         if self._pending is not None:
@@ -111,8 +125,11 @@ class MultiFaceStage:
     def _for_detector(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
         return gray if self.processor.detector.reads_gray else bgr
 
-    def _found(self, bgr: np.ndarray, gray: np.ndarray) -> tuple[list[tuple[tuple, np.ndarray]], list[bool]]:
-        """(box, landmarks) of every face, and for each whether it was tracked rather than detected."""
+    def _found(self, bgr: np.ndarray, gray: np.ndarray
+               ) -> tuple[list[tuple[tuple, np.ndarray]], list[bool], list[bool]]:
+        """(box, landmarks) of every face (landmarks None for a detection on this frame: ``step`` predicts
+        them for those that belong to a track); for each whether it was tracked rather than detected, and
+        whether it may start a track (a weak detection only continues one: ``FaceDetector.new_face_score``)."""
         live = [t for t in self.tracker.tracks.values() if t.missed == 0 and "landmarks" in t.data]
         clock = time.perf_counter
         if live and (self._background is not None or self._since_detect < self.detect_every):
@@ -122,18 +139,16 @@ class MultiFaceStage:
             if all(f is not None for f in followed):
                 self._since_detect += 1
                 if self._background is None:
-                    return followed, [True] * len(followed)
+                    return followed, [True] * len(followed), [True] * len(followed)
                 # a result is taken detect_every frames after it was asked for: a face that enters is found
                 # within 2 × that, and on the same frame on every run
                 new, tracked = self._new_faces(bgr, gray, followed, wait=self._since_detect >= self.detect_every)
-                return followed + new, tracked + [False] * len(new)
+                return followed + new, tracked + [False] * len(new), [True] * (len(followed) + len(new))
         self._wait_pending()
         self._since_detect = 1
-        boxes = self._detect_timed(self._for_detector(bgr, gray))
-        t1 = clock()
-        found = [(box, self.processor.landmarks_for(gray, box)) for box in boxes]
-        self.seconds["landmarks"] += clock() - t1
-        return found, [False] * len(found)
+        detections = self._detect_timed(self._for_detector(bgr, gray))
+        found = [(box, None) for box, _ in detections]  # landmarks once matched (``step``): a weak one needs none
+        return found, [False] * len(found), [self._may_start(score) for _, score in detections]
 
     def _quality(self, t: Track, gray: np.ndarray, lm: np.ndarray, matrix: np.ndarray, tracked: bool
                  ) -> AlignmentQuality:
@@ -146,11 +161,18 @@ class MultiFaceStage:
 
     def step(self, index: int, bgr: np.ndarray) -> tuple[list[TrackedFace], list[Track]]:
         gray = _gray(bgr)  # once a frame: the search, the landmarks and the frontal score read intensities only
-        found, tracked_flags = self._found(bgr, gray)
-        tracks, closed = self.tracker.update(index, [tuple(float(v) for v in box) for box, _ in found])
+        found, tracked_flags, may_start = self._found(bgr, gray)
+        tracks, closed = self.tracker.update(index, [tuple(float(v) for v in box) for box, _ in found], may_start)
         faces = []
-        frame_t = self.warper.upload(bgr) if self.warper is not None and found else None
+        frame_t = self.warper.upload(bgr) if self.warper is not None and any(tracks) else None
         for t, (box, lm), tracked in zip(tracks, found, tracked_flags):
+            if t is None:  # a weak detection that continues no face
+                self.weak_detections += 1
+                continue
+            if lm is None:
+                t0 = time.perf_counter()
+                lm = self.processor.landmarks_for(gray, box)
+                self.seconds["landmarks"] += time.perf_counter() - t0
             t.data["landmarks"] = lm
             aligner = t.data.get("aligner")
             if aligner is None:

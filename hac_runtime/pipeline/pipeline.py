@@ -247,19 +247,19 @@ class Pipeline:
             return SlidingWindow(self.k, window=self.config.window, stride=self.config.stride)
         return PerTrack(self.k)
 
-    def _make_stage(self):
+    def _make_stage(self, photo: bool = False):
         from hac_runtime.faces import DEFAULT_DETECTOR, FaceProcessor
         from hac_runtime.pipeline.faces import MultiFaceStage
 
         processor = FaceProcessor(detector=self.config.detector or DEFAULT_DETECTOR, aligner=self.aligner,
-                                  size=self.size)
+                                  size=self.size, new_face_score=self.config.new_face_score)
         warper = None
         if self.gpu_preprocess:
             from hac_runtime.pipeline.gpu import TorchFaceWarper
 
             warper = TorchFaceWarper(self.size, self.engine.device if str(self.engine.device).startswith("cuda") else "cpu")
         return MultiFaceStage(processor, self.aligner, self.size, self.config.detect_every, warper=warper,
-                              background_detection=self._background_detection)
+                              background_detection=self._background_detection, photo=photo)
 
     def _source_worker(self, index_of_source: int, source, report: SourceReport, requests: queue.Queue,
                        stop: threading.Event) -> None:
@@ -269,7 +269,7 @@ class Pipeline:
         try:
             src = open_source(source, timeout=self.config.timeout)
             fps = src.fps or self.config.fps
-            stage = self._make_stage()
+            stage = self._make_stage(photo=src.kind == "image")
             policy = self._policy()
             buffers: dict[int, object] = {}
             # An annotated video or timeline of a track-policy run shows the running decision (sliding
@@ -353,6 +353,11 @@ class Pipeline:
                     src.close()
             close(stage.finish())
             report.warnings.extend(getattr(src, "warnings", []))
+            if report.faces == 0 and stage.weak_detections:  # else they are what the score keeps out
+                from hac_runtime.faces.detectors import weak_detections_note
+
+                report.warnings.append(weak_detections_note(stage.weak_detections,
+                                                            stage.processor.detector.new_face_score))
             if report.low_quality:
                 from hac_runtime.faces.quality import MIN_QUALITY
 

@@ -3,8 +3,9 @@
 Greedy matching (best first) between the current detections and the live
 tracks, by box overlap (IoU ≥ ``min_iou``), else — a face that moved fast — by
 centre distance within ``max_shift`` box widths at a similar size (sides within
-``max_scale``×); unmatched detections open new tracks, tracks unseen for
-``max_missed`` frames close. Cheap and adequate when faces are detected on most
+``max_scale``×); unmatched detections open new tracks (those that may: a weak
+detection only continues a track, ``FaceDetector.new_face_score``), tracks unseen
+for ``max_missed`` frames close. Cheap and adequate when faces are detected on most
 frames (landmark tracking fills the gaps).
 """
 from __future__ import annotations
@@ -36,8 +37,10 @@ class FaceTracker:
         self.tracks: dict[int, Track] = {}
         self._next_id = 0
 
-    def update(self, frame: int, boxes: list[Box]) -> tuple[list[Track], list[Track]]:
-        """Match ``boxes`` of ``frame`` to tracks. Returns (tracks for each box in order, tracks closed now)."""
+    def update(self, frame: int, boxes: list[Box], may_start: list[bool] | None = None
+               ) -> tuple[list[Track | None], list[Track]]:
+        """Match ``boxes`` of ``frame`` to tracks. Returns (the track of each box in order, tracks closed now);
+        a box that matches no track and may not start one (``may_start``, default all may) has None."""
         pairs = sorted(
             ((self.match(t.box, b), tid, j) for tid, t in self.tracks.items() for j, b in enumerate(boxes)),
             reverse=True,
@@ -55,7 +58,7 @@ class FaceTracker:
             assigned[j] = t
             used.add(tid)
         for j, b in enumerate(boxes):
-            if j not in assigned:
+            if j not in assigned and (may_start is None or may_start[j]):
                 t = Track(self._next_id, tuple(b), frame, frame)
                 self._next_id += 1
                 self.tracks[t.id] = t
@@ -68,7 +71,7 @@ class FaceTracker:
                 t.missed += 1
                 if t.missed > self.max_missed:
                     closed.append(self.tracks.pop(tid))
-        return [assigned[j] for j in range(len(boxes))], closed
+        return [assigned.get(j) for j in range(len(boxes))], closed
 
     def match(self, a: Box, b: Box) -> float:
         """How well box ``b`` continues a track at ``a``: 1 + IoU when they overlap enough, else in (0, 1) for a

@@ -20,7 +20,7 @@ from hac_runtime.prepare.summary import ClipSummary, PrepareSummary
 
 def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "sequence", size: int = 224,
             workers: int | None = None, progress: bool = True, detect_every: int = 1,
-            folders_are_clips: bool = False, faces: str = "all") -> PrepareSummary:
+            folders_are_clips: bool = False, faces: str = "all", new_face_score: float | None = None) -> PrepareSummary:
     """Prepare every clip of ``inputs`` into ``out`` (see the module doc); HacError when nothing could be used."""
     from hac_runtime.faces import ALIGNERS, DETECTORS
 
@@ -38,7 +38,8 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
         raise HacError("no inputs given")
     out = check_output_dir(Path(out), "prepared faces")
     t0 = time.perf_counter()
-    options = {"detector": detector, "aligner": aligner, "size": size, "detect_every": detect_every}
+    options = {"detector": detector, "aligner": aligner, "size": size, "detect_every": detect_every,
+               "new_face_score": new_face_score}
     settings = {**_settings(options), "faces": faces}
     sources, failed = collect_clips(inputs, folders_are_clips)
     names = clip_names(sources, existing_sources(out))
@@ -85,6 +86,7 @@ def _settings(options: dict) -> dict:
 
     from hac_runtime.faces import make_aligner, make_detector
 
-    return settings_of(SimpleNamespace(detector=make_detector(options["detector"]), size=options["size"],
+    return settings_of(SimpleNamespace(detector=make_detector(options["detector"], new_face_score=options["new_face_score"]),
+                                       size=options["size"],
                                        aligner=make_aligner(options["aligner"], options["size"]),
                                        detect_every=options["detect_every"]))

@@ -11,6 +11,7 @@ import numpy as np
 
 from hac_runtime.clips import face_name
 from hac_runtime.errors import HacError, HacFailure
+from hac_runtime.faces.detectors import weak_detections_note
 from hac_runtime.media import open_source
 from hac_runtime.prepare.commit import (FACES, FORMAT, PARTIAL, _commit, _remove_others, _seal, done_group,
                                         done_marker, fingerprint, settings_of, skipped_summary)
@@ -73,6 +74,9 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
                     on_frames(pending)
                     pending = 0
             summary.warnings = list(src.warnings)
+            if summary.faces == 0 and processor.weak_detections:
+                summary.warnings.append(weak_detections_note(processor.weak_detections,
+                                                             processor.detector.new_face_score))
         if on_frames and pending:
             on_frames(pending)
         m = {"format": FORMAT, "clip": name, "source": fp, "settings": settings, "frames": summary.frames,
@@ -110,7 +114,8 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
     tmp = out / f".{name}{PARTIAL}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    stage = MultiFaceStage(processor, processor.aligner.name, processor.size, processor.detect_every)
+    stage = MultiFaceStage(processor, processor.aligner.name, processor.size, processor.detect_every,
+                           photo=src.kind == "image")
     tracks: dict[int, dict] = {}  # id → {"lines": {frame: record}, "good": n, "first": frame, "x": box x}
     frames: list[tuple[int, str | None]] = []
     pending = 0
@@ -136,6 +141,8 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
                     on_frames(pending)
                     pending = 0
             warnings = list(src.warnings)
+            if not tracks and stage.weak_detections:
+                warnings.append(weak_detections_note(stage.weak_detections, processor.detector.new_face_score))
         if on_frames and pending:
             on_frames(pending)
         need = max(1, int(np.ceil(MIN_TRACK_SHARE * len(frames))))

@@ -65,6 +65,31 @@ def test_detectors_find_nothing_in_a_faceless_frame():
         assert make_detector(name).detect(np.zeros((480, 640, 3), np.uint8)) == []
 
 
+def test_hog_scores_its_detections_and_only_her_face_may_start_one(astronaut, photo_landmarks, hog):
+    """On the astronaut moving for 24 frames dlib HOG also boxes her mission patch and name badge: those
+    score under HOG's new_face_score, her face at or above it on every frame (the measured default)."""
+    face, false = [], []
+    for frame, m in render_frames(astronaut, 24):
+        truth = box_from_landmarks(apply_transform(m, photo_landmarks["astronaut"]).astype(np.float32))
+        scored = hog.detect_scored(frame)
+        assert [b for b, _ in scored] == hog.detect(frame)
+        for b, score in scored:
+            (face if iou(b, truth) > 0.4 else false).append(score)
+    assert len(face) == 24 and all(hog.may_start(s) for s in face)
+    assert len(false) >= 5 and not any(hog.may_start(s) for s in false), false
+    assert hog.new_face_score == 0.5 and make_detector("hog", new_face_score=-1.0).may_start(-0.5)
+    assert make_detector("haar").may_start(None)  # no score: every detection may start a face
+
+
+def test_the_single_face_processor_starts_on_a_strong_detection_and_keeps_a_weak_one():
+    boxes = [(0, 0, 200, 200), (300, 300, 100, 100)]  # largest first
+    assert FaceProcessor.pick(boxes, None, [False, True]) == boxes[1]  # a larger false box does not start
+    assert FaceProcessor.pick(boxes, None, [False, False]) is None
+    lm = np.array([[300 + 2 * i, 300 + i] for i in range(68)], np.float32)  # a face near the small box
+    near = box_from_landmarks(lm)
+    assert FaceProcessor.pick([boxes[0], near], lm, [True, False]) == near  # a weak one continues the face
+
+
 def test_unknown_names_are_refused():
     assert set(DETECTORS) == {"haar", "hog", "cnn"}
     with pytest.raises(HacError, match="unknown face detector 'mtcnn'"):

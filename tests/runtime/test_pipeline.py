@@ -508,3 +508,10 @@ def test_a_live_source_read_slower_than_it_runs_is_said_once(artifacts, monkeypa
         lags = [m for m in errors if "real time after" in m]
         assert len(lags) == expected, errors
         assert all("a live source's results fall behind it" in m and "--analyse-every" in m for m in lags)
+
+
+def test_cli_new_face_score_above_every_face_is_said(artifacts, two_faces, capsys):
+    code, out, err = hac_run([two_faces, "--model", artifacts / "hac.onnx", "--new-face-score", "9"], capsys)
+    assert code == 0 and out == ""
+    assert "detection(s) scored under the new-face score 9 and started no face" in err
+    assert "no face found in 30 frames" in err and "Traceback" not in err

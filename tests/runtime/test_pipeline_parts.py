@@ -111,6 +111,32 @@ def test_sliding_window_says_how_many_faces_it_holds_as_on_face_keeps_them(fps, 
         assert (clips > 0) == (every <= top)
 
 
+def test_a_weak_detection_continues_a_track_but_starts_none():
+    tr = FaceTracker()
+    (t,), _ = tr.update(0, [(10, 10, 50, 50)])
+    tracks, _ = tr.update(1, [(12, 10, 50, 50), (300, 300, 50, 50)], may_start=[False, False])
+    assert tracks == [t, None] and set(tr.tracks) == {t.id}  # the first continues, the second is no face
+
+
+def test_the_astronauts_patch_and_badge_make_no_face_tracks(astronaut):
+    """Real dlib on the moving astronaut, detecting on every frame: with HOG's own threshold (0) the mission
+    patch and name badge become tracks of their own; with its new_face_score only her face does."""
+    from fixtures_video import render_frames
+    from hac_runtime.faces import FaceProcessor
+    from hac_runtime.pipeline.faces import MultiFaceStage
+
+    frames = [f for f, _ in render_frames(astronaut, 24)]
+
+    def tracks_and_weak(new_face_score):
+        stage = MultiFaceStage(FaceProcessor(new_face_score=new_face_score), size=64, detect_every=1)
+        ids = {f.track for i, bgr in enumerate(frames) for f in stage.step(i, bgr)[0]}
+        return len(ids), stage.weak_detections
+
+    assert tracks_and_weak(0.0)[0] >= 3
+    tracks, weak = tracks_and_weak(None)
+    assert tracks == 1 and weak >= 5
+
+
 def test_per_track_one_clip_spanning_the_track_with_bounded_memory():
     pol = PerTrack(k=5, max_frames=64)
     buf = pol.new_buffer()
@@ -175,8 +201,8 @@ def test_background_detection_finds_a_face_that_comes_in_while_another_is_follow
     import threading
 
     processor = FaceProcessor()
-    real_detect, threads = processor.detect, []
-    processor.detect = lambda bgr: threads.append(threading.current_thread().name) or real_detect(bgr)
+    real_detect, threads = processor.detect_scored, []
+    processor.detect_scored = lambda bgr: threads.append(threading.current_thread().name) or real_detect(bgr)
     stage = MultiFaceStage(processor, size=64, detect_every=5, background_detection=True)
     seen = []
     try:

@@ -277,3 +277,18 @@ def test_a_turned_head_is_listed_with_its_quality_and_no_crop(tmp_path):
     (line,) = read_jsonl(tmp_path / "o" / "faces.jsonl")
     assert line["ok"] is False and line["quality"] < 0.2 and len(line["landmarks"]) == 68 and line["box"]
     assert pngs(tmp_path / "o" / "camera") == []
+
+
+def test_new_face_score_is_a_setting_and_said_when_it_keeps_every_face_out(face_video, tmp_path, capsys):
+    """--new-face-score above every score: no face, said in one line; it is one of the clip's settings, so
+    the default redoes the clip (and finds the face on every frame)."""
+    video, _ = face_video
+    out = tmp_path / "o"
+    code, stdout, err = run_cli([str(video), "--out", str(out), "--image-size", "64", "-q", "--new-face-score", "9"],
+                                capsys)
+    assert code == 0 and "0 faces found" in stdout
+    assert "detection(s) scored under the new-face score 9 and started no face" in stdout + err
+    assert json.loads((out / "astronaut" / ".done.json").read_text())["settings"]["new_face_score"] == 9.0
+    code, stdout, _ = run_cli([str(video), "--out", str(out), "--image-size", "64", "-q"], capsys)
+    assert code == 0 and "16 faces found" in stdout
+    assert json.loads((out / "astronaut" / ".done.json").read_text())["settings"]["new_face_score"] == 0.5
