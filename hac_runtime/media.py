@@ -232,6 +232,11 @@ class ImageListSource(FolderSource):
 STREAM_TIMEOUT_S = 10.0  #: default bound on opening a stream URL and on every read from it
 
 
+def is_photo(src: FrameSource) -> bool:
+    """A source of one frame (an image, or a folder, list or video of one): a face there has no later frame."""
+    return src.kind == "image" or getattr(src, "frame_count", None) == 1
+
+
 def is_stream(source) -> bool:
     """A camera index or a URL (anything with ``://``), as opposed to a file or folder."""
     if isinstance(source, int):

@@ -11,7 +11,10 @@ ran and kept for the track's tracked frames (tracking itself confirms a frontal
 face with a local HOG search); the crop's share outside the frame and the yaw are
 measured on every frame. A detection scoring under the detector's ``new_face_score``
 continues a face already followed but starts none (``weak_detections`` counts those),
-except in a photo (``photo``), which has no later frame for a face to start on.
+and a new track is tentative until a strong detection finds it again on the next frame
+(the detector runs there; if it does not, the track closes: ``tracker``); a face says
+``confirmed``. A photo
+(``photo``) has no later frame: there every detection starts a confirmed face.
 
 With ``background_detection`` (the streaming pipeline's), the full-frame detection
 that looks for new faces while every face is being followed runs on a thread of its
@@ -52,6 +55,7 @@ class TrackedFace:
     landmarks: np.ndarray | None = None  # (68, 2) frame pixels
     quality: AlignmentQuality | None = None
     tracked: bool = False  # followed from the previous frame's landmarks, not detected on this one
+    confirmed: bool = False  # its track was found again by a strong detection (a tentative one may yet close)
 
     @property
     def ok(self) -> bool:
@@ -83,22 +87,27 @@ class MultiFaceStage:
         self.seconds["detect"] += time.perf_counter() - t0
         return detections
 
-    def _new_faces(self, bgr: np.ndarray, gray: np.ndarray, followed: list, wait: bool) -> tuple[list, list[bool]]:
+    def _new_faces(self, bgr: np.ndarray, gray: np.ndarray, followed: list, wait: bool
+                   ) -> tuple[list, list[bool], list[bool], bool]:
         """Faces of the background detection, taken when ``wait`` (always ``detect_every`` frames after it was
         asked for, never earlier: the results of a video do not depend on how fast the threads ran), that no
-        followed face covers:
-        each found again on this frame near where it was (the result is some frames old), with its landmarks;
-        and per followed face whether it counts as tracked (False on the frame a result came back: its frontal
-        score is measured again, as on a detection frame). Only a detection that may start a track
-        (``FaceDetector.new_face_score``) is a new face. A new detection is started when one is due."""
-        found, tracked = [], [True] * len(followed)
+        followed face covers: each found again on this frame near where it was (the result is some frames
+        old), with its landmarks. Only a detection that may start a track (``FaceDetector.new_face_score``)
+        is a new face. Also, per followed face, whether it counts as tracked (False on the frame a result
+        came back: its frontal score is measured again, as on a detection frame) and whether a strong
+        detection covers it (confirms a tentative track); and whether a result was taken. A new detection
+        is started when one is due."""
+        found, tracked, strong, taken = [], [True] * len(followed), [False] * len(followed), False
         if self._pending is not None and wait:
-            detections, self._pending = self._pending.result(), None
+            detections, self._pending, taken = self._pending.result(), None, True
             tracked = [False] * len(followed)
             t0 = time.perf_counter()
             may_start = self._may_start
             for b, score in detections:
-                if any(iou(b, f[0]) >= 0.3 for f in followed + found):
+                covers = [i for i, f in enumerate(followed) if iou(b, f[0]) >= 0.3]
+                for i in covers:
+                    strong[i] = strong[i] or may_start(score)
+                if covers or any(iou(b, f[0]) >= 0.3 for f in found):
                     continue
                 if not may_start(score):
                     self.weak_detections += 1
@@ -111,7 +120,7 @@ class MultiFaceStage:
         if self._pending is None and self._since_detect >= self.detect_every:
             self._since_detect = 0
             self._pending = self._background.submit(self._detect_timed, np.array(self._for_detector(bgr, gray)))
-        return found, tracked
+        return found, tracked, strong, taken
 
     def _may_start(self, score: float | None) -> bool:
         return self.photo or self.processor.detector.may_start(score)
@@ -126,29 +135,34 @@ class MultiFaceStage:
         return gray if self.processor.detector.reads_gray else bgr
 
     def _found(self, bgr: np.ndarray, gray: np.ndarray
-               ) -> tuple[list[tuple[tuple, np.ndarray]], list[bool], list[bool]]:
+               ) -> tuple[list[tuple[tuple, np.ndarray]], list[bool], list[bool], bool]:
         """(box, landmarks) of every face (landmarks None for a detection on this frame: ``step`` predicts
         them for those that belong to a track); for each whether it was tracked rather than detected, and
-        whether it may start a track (a weak detection only continues one: ``FaceDetector.new_face_score``)."""
+        whether a strong detection found it here (only those start or confirm a track:
+        ``FaceDetector.new_face_score``); and whether a detection looked at this frame."""
         live = [t for t in self.tracker.tracks.values() if t.missed == 0 and "landmarks" in t.data]
         clock = time.perf_counter
-        if live and (self._background is not None or self._since_detect < self.detect_every):
+        # a tentative track is confirmed or ended by a detection on the frame after it started (one more
+        # detection per new face; a short clip's faces are not left tentative)
+        tentative = any(not t.confirmed for t in self.tracker.tracks.values())
+        if live and not tentative and (self._background is not None or self._since_detect < self.detect_every):
             t0 = clock()
             followed = [self.processor.track(gray, t.data["landmarks"]) for t in live]
             self.seconds["track"] += clock() - t0
             if all(f is not None for f in followed):
                 self._since_detect += 1
                 if self._background is None:
-                    return followed, [True] * len(followed), [True] * len(followed)
+                    return followed, [True] * len(followed), [False] * len(followed), False
                 # a result is taken detect_every frames after it was asked for: a face that enters is found
                 # within 2 × that, and on the same frame on every run
-                new, tracked = self._new_faces(bgr, gray, followed, wait=self._since_detect >= self.detect_every)
-                return followed + new, tracked + [False] * len(new), [True] * (len(followed) + len(new))
+                new, tracked, strong, taken = self._new_faces(bgr, gray, followed,
+                                                              wait=self._since_detect >= self.detect_every)
+                return followed + new, tracked + [False] * len(new), strong + [True] * len(new), taken
         self._wait_pending()
         self._since_detect = 1
         detections = self._detect_timed(self._for_detector(bgr, gray))
         found = [(box, None) for box, _ in detections]  # landmarks once matched (``step``): a weak one needs none
-        return found, [False] * len(found), [self._may_start(score) for _, score in detections]
+        return found, [False] * len(found), [self._may_start(score) for _, score in detections], True
 
     def _quality(self, t: Track, gray: np.ndarray, lm: np.ndarray, matrix: np.ndarray, tracked: bool
                  ) -> AlignmentQuality:
@@ -161,14 +175,16 @@ class MultiFaceStage:
 
     def step(self, index: int, bgr: np.ndarray) -> tuple[list[TrackedFace], list[Track]]:
         gray = _gray(bgr)  # once a frame: the search, the landmarks and the frontal score read intensities only
-        found, tracked_flags, may_start = self._found(bgr, gray)
-        tracks, closed = self.tracker.update(index, [tuple(float(v) for v in box) for box, _ in found], may_start)
+        found, tracked_flags, strong, detected = self._found(bgr, gray)
+        tracks, closed = self.tracker.update(index, [tuple(float(v) for v in box) for box, _ in found], strong,
+                                             detected)
         faces = []
         frame_t = self.warper.upload(bgr) if self.warper is not None and any(tracks) else None
         for t, (box, lm), tracked in zip(tracks, found, tracked_flags):
             if t is None:  # a weak detection that continues no face
                 self.weak_detections += 1
                 continue
+            t.confirmed = t.confirmed or self.photo  # a photo has no later frame to confirm a face on
             if lm is None:
                 t0 = time.perf_counter()
                 lm = self.processor.landmarks_for(gray, box)
@@ -188,7 +204,7 @@ class MultiFaceStage:
                 else:
                     rgb = np.ascontiguousarray(warp_face(bgr, matrix, self.size)[..., ::-1])
                 self.seconds["align"] += time.perf_counter() - t0
-            faces.append(TrackedFace(t.id, tuple(int(v) for v in box), rgb, lm, quality, tracked))
+            faces.append(TrackedFace(t.id, tuple(int(v) for v in box), rgb, lm, quality, tracked, t.confirmed))
         return faces, closed
 
     def close(self) -> None:

@@ -147,6 +147,7 @@ class SourceReport:
     frames: int = 0
     faces: int = 0
     low_quality: int = 0  # faces below the alignment quality threshold (faces.quality): not classified
+    unconfirmed: int = 0  # tentative tracks no later detection found again (pipeline.tracker): not classified
     clips: int = 0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -164,6 +165,23 @@ class SourceReport:
     unclassified: int = 0  # clips of batches the engine could not run (BatchFailed)
     unclassified_reason: str | None = None
     seconds: dict = field(default_factory=lambda: defaultdict(float))  # busy time per stage
+
+
+def draw_confirmed(faces, index: int, tentative: dict, drawn: dict) -> list:
+    """The (track, box) pairs to draw on frame ``index``: its confirmed faces, each with the frames it had
+    while tentative drawn too (into ``drawn``, frame → pairs); a tentative face waits in ``tentative``
+    (a false box is closed unconfirmed and never drawn)."""
+    boxes = []
+    for f in faces:
+        if not f.confirmed:
+            tentative.setdefault(f.track, []).append((index, f.box))
+            continue
+        boxes.append((f.track, f.box))
+        for i, box in tentative.pop(f.track, []):
+            drawn.setdefault(i, []).append((f.track, box))
+    if boxes:
+        drawn[index] = boxes
+    return boxes
 
 
 def _cores() -> int:
@@ -263,13 +281,13 @@ class Pipeline:
 
     def _source_worker(self, index_of_source: int, source, report: SourceReport, requests: queue.Queue,
                        stop: threading.Event) -> None:
-        from hac_runtime.media import FrameSource, is_stream, open_source
+        from hac_runtime.media import FrameSource, is_photo, is_stream, open_source
 
         stage = src = None
         try:
             src = open_source(source, timeout=self.config.timeout)
             fps = src.fps or self.config.fps
-            stage = self._make_stage(photo=src.kind == "image")
+            stage = self._make_stage(photo=is_photo(src))
             policy = self._policy()
             buffers: dict[int, object] = {}
             # An annotated video or timeline of a track-policy run shows the running decision (sliding
@@ -284,19 +302,25 @@ class Pipeline:
                     report.clips += not for_drawing
                     requests.put(req)  # blocks when inference is behind: back-pressure
 
-            def feed(pol, bufs: dict, track: int, face: BufferedFace) -> ClipRequest | None:
-                """Add ``face`` to ``track``'s buffer of policy ``pol``; the clip it completes, if any."""
+            def feed(pol, bufs: dict, track: int, face: BufferedFace, confirmed: bool) -> ClipRequest | None:
+                """Add ``face`` to ``track``'s buffer of policy ``pol``; the clip it completes, if any (none while
+                the track is tentative: a false box may yet end it)."""
                 buf = bufs.get(track)
                 if buf is None:
                     buf = bufs[track] = pol.new_buffer()
                 buf.append(face)
-                return pol.on_face(report.name, track, buf)
+                return pol.on_face(report.name, track, buf) if confirmed else None
+
+            tentative: dict[int, list] = {}  # annotated video: a tentative track's (frame, box) until it is confirmed
 
             def close(tracks):
                 for t in tracks:
+                    tentative.pop(t.id, None)
                     running_buffers.pop(t.id, None)
                     buf = buffers.pop(t.id, None)
-                    if buf is not None:
+                    if not t.confirmed:  # a tentative track the next detection did not find again: no face
+                        report.unconfirmed += buf is not None
+                    elif buf is not None:
                         emit(policy.on_close(report.name, t.id, buf))
 
             report.fps, report.frame_count = src.fps, getattr(src, "frame_count", None)
@@ -331,12 +355,13 @@ class Pipeline:
                     if bgr is None:  # decoded, not analysed (analyse_every)
                         if self.keep_boxes and boxes:
                             report.boxes[index] = boxes
+                        for seen in tentative.values():
+                            seen.append((index, seen[-1][1]))
                         continue
                     faces, closed = stage.step(index, bgr)
                     close(closed)
-                    boxes = [(f.track, f.box) for f in faces]
-                    if self.keep_boxes and faces:
-                        report.boxes[index] = boxes
+                    if self.keep_boxes:
+                        boxes = draw_confirmed(faces, index, tentative, report.boxes)
                     t = index / fps
                     for f in faces:
                         report.faces += 1
@@ -344,9 +369,9 @@ class Pipeline:
                             report.low_quality += 1
                             continue
                         face = BufferedFace(index, t, f.aligned_rgb, f.box)
-                        emit(feed(policy, buffers, f.track, face))
+                        emit(feed(policy, buffers, f.track, face, f.confirmed))
                         if running is not None:
-                            emit(feed(running, running_buffers, f.track, face), for_drawing=True)
+                            emit(feed(running, running_buffers, f.track, face, f.confirmed), for_drawing=True)
             finally:
                 report.ended = time.monotonic()
                 if frames.close():  # the decoder thread has ended: the source can be released (else it does)
@@ -358,6 +383,9 @@ class Pipeline:
 
                 report.warnings.append(weak_detections_note(stage.weak_detections,
                                                             stage.processor.detector.new_face_score))
+            if report.clips == 0 and report.unconfirmed:
+                report.warnings.append(f"{report.unconfirmed} face track(s) not found again by a later detection "
+                                       "(a false box, or a face seen too briefly): not classified")
             if report.low_quality:
                 from hac_runtime.faces.quality import MIN_QUALITY
 

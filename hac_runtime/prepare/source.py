@@ -12,7 +12,7 @@ import numpy as np
 from hac_runtime.clips import face_name
 from hac_runtime.errors import HacError, HacFailure
 from hac_runtime.faces.detectors import weak_detections_note
-from hac_runtime.media import open_source
+from hac_runtime.media import is_photo, open_source
 from hac_runtime.prepare.commit import (FACES, FORMAT, PARTIAL, _commit, _remove_others, _seal, done_group,
                                         done_marker, fingerprint, settings_of, skipped_summary)
 from hac_runtime.prepare.summary import ClipSummary
@@ -115,7 +115,7 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     stage = MultiFaceStage(processor, processor.aligner.name, processor.size, processor.detect_every,
-                           photo=src.kind == "image")
+                           photo=is_photo(src))
     tracks: dict[int, dict] = {}  # id → {"lines": {frame: record}, "good": n, "first": frame, "x": box x}
     frames: list[tuple[int, str | None]] = []
     pending = 0
@@ -127,6 +127,7 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
                 found, _ = stage.step(index, bgr)
                 for f in found:
                     t = tracks.setdefault(f.track, {"lines": {}, "good": 0, "first": index, "x": f.box[0]})
+                    t["confirmed"] = f.confirmed  # found again by a later strong detection (pipeline.tracker)
                     folder = tmp / f"t{f.track}"
                     if f.ok:
                         folder.mkdir(exist_ok=True)
@@ -146,9 +147,10 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
         if on_frames and pending:
             on_frames(pending)
         need = max(1, int(np.ceil(MIN_TRACK_SHARE * len(frames))))
-        kept = [i for i, t in tracks.items() if t["good"] >= need]
-        if len(kept) < len(tracks):
-            warnings.append(f"{name}: {len(tracks) - len(kept)} face track(s) with good faces on fewer than {need} "
+        kept = [i for i, t in tracks.items() if t["good"] >= need and t["confirmed"]]
+        short = sum(t["confirmed"] and t["good"] < need for t in tracks.values())
+        if short:
+            warnings.append(f"{name}: {short} face track(s) with good faces on fewer than {need} "
                             f"of {len(frames)} frames not kept as clips")
         if not kept and tracks:  # no clip of a face: the source's clip lists its best track's faces, all ok false
             best = max(tracks, key=lambda i: (tracks[i]["good"], len(tracks[i]["lines"])))

@@ -114,13 +114,27 @@ def test_sliding_window_says_how_many_faces_it_holds_as_on_face_keeps_them(fps, 
 def test_a_weak_detection_continues_a_track_but_starts_none():
     tr = FaceTracker()
     (t,), _ = tr.update(0, [(10, 10, 50, 50)])
-    tracks, _ = tr.update(1, [(12, 10, 50, 50), (300, 300, 50, 50)], may_start=[False, False])
+    assert not t.confirmed
+    tr.update(1, [(11, 10, 50, 50)])  # found again by a strong detection
+    assert t.confirmed
+    tracks, _ = tr.update(2, [(12, 10, 50, 50), (300, 300, 50, 50)], strong=[False, False])
     assert tracks == [t, None] and set(tr.tracks) == {t.id}  # the first continues, the second is no face
+
+
+def test_a_tentative_track_ends_at_the_first_detection_that_does_not_find_it_strongly_again():
+    tr = FaceTracker()
+    (a, b), _ = tr.update(0, [(10, 10, 50, 50), (300, 300, 50, 50)])
+    tracks, closed = tr.update(1, [(11, 10, 50, 50), (301, 300, 50, 50)], strong=[False, False], detected=False)
+    assert tracks == [a, b] and not closed  # followed between detections: still tentative
+    tracks, closed = tr.update(2, [(12, 10, 50, 50), (302, 300, 50, 50)], strong=[True, False])
+    assert tracks == [a, None] and closed == [b] and a.confirmed and not b.confirmed
+    _, closed = tr.update(3, [])  # a confirmed track is missed, not ended, by a detection that misses it
+    assert closed == [] and set(tr.tracks) == {a.id}
 
 
 def test_the_astronauts_patch_and_badge_make_no_face_tracks(astronaut):
     """Real dlib on the moving astronaut, detecting on every frame: with HOG's own threshold (0) the mission
-    patch and name badge become tracks of their own; with its new_face_score only her face does."""
+    patch and name badge become faces of their own; with its new_face_score only her face does."""
     from fixtures_video import render_frames
     from hac_runtime.faces import FaceProcessor
     from hac_runtime.pipeline.faces import MultiFaceStage
@@ -129,12 +143,34 @@ def test_the_astronauts_patch_and_badge_make_no_face_tracks(astronaut):
 
     def tracks_and_weak(new_face_score):
         stage = MultiFaceStage(FaceProcessor(new_face_score=new_face_score), size=64, detect_every=1)
-        ids = {f.track for i, bgr in enumerate(frames) for f in stage.step(i, bgr)[0]}
+        ids = {f.track for i, bgr in enumerate(frames) for f in stage.step(i, bgr)[0] if f.confirmed}
         return len(ids), stage.weak_detections
 
     assert tracks_and_weak(0.0)[0] >= 3
     tracks, weak = tracks_and_weak(None)
     assert tracks == 1 and weak >= 5
+
+
+def test_a_false_box_that_scores_high_once_starts_tentative_and_never_becomes_a_face(astronaut):
+    """The moving astronaut with background detection: her name badge scores over 0.5 on frame 34 and starts
+    a tentative track; the detection on the next frame scores it lower and ends it. Her face is confirmed on
+    frame 1."""
+    from fixtures_video import render_frames
+    from hac_runtime.faces import FaceProcessor
+    from hac_runtime.pipeline.faces import MultiFaceStage
+
+    stage = MultiFaceStage(FaceProcessor(), size=64, detect_every=5, background_detection=True)
+    seen, confirmed, ended = {}, {}, []
+    for i, (bgr, _) in zip(range(40), render_frames(astronaut, 250)):
+        faces, closed = stage.step(i, bgr)
+        ended += [t.id for t in closed]
+        for f in faces:
+            seen.setdefault(f.track, i)
+            if f.confirmed:
+                confirmed.setdefault(f.track, i)
+    stage.close()
+    assert confirmed == {0: 1}
+    assert len(seen) == 2 and set(ended) == set(seen) - {0}
 
 
 def test_per_track_one_clip_spanning_the_track_with_bounded_memory():
@@ -202,11 +238,13 @@ def test_background_detection_finds_a_face_that_comes_in_while_another_is_follow
 
     processor = FaceProcessor()
     real_detect, threads = processor.detect_scored, []
-    processor.detect_scored = lambda bgr: threads.append(threading.current_thread().name) or real_detect(bgr)
+    frame = [0]
+    processor.detect_scored = lambda bgr: threads.append((frame[0], threading.current_thread().name)) or real_detect(bgr)
     stage = MultiFaceStage(processor, size=64, detect_every=5, background_detection=True)
     seen = []
     try:
         for i in range(30):
+            frame[0] = i
             faces, _ = stage.step(i, alone if i < 8 else img)
             seen.append(sorted(f.track for f in faces))
     finally:
@@ -216,6 +254,8 @@ def test_background_detection_finds_a_face_that_comes_in_while_another_is_follow
     both = next(i for i, s in enumerate(seen) if len(s) == 2)
     assert 8 < both <= 8 + 2 * 5, seen  # found by a detection that ran beside the tracking
     assert all(len(s) == 2 for s in seen[both:])
-    # the first frame (no track yet) is searched on the source's thread; the later ones beside the tracking
-    assert threads[0] == threading.current_thread().name and len(threads) >= 3
-    assert all(t.startswith("hac-detect") for t in threads[1:]), threads
+    # the first frame (no track yet) is searched on the source's thread, and the frame after each new face
+    # (it confirms the tentative track); the others beside the tracking
+    here = threading.current_thread().name
+    assert [i for i, t in threads if t == here] == [0, 1, both + 1], threads
+    assert len(threads) >= 5 and all(t.startswith("hac-detect") for _, t in threads if t != here), threads
