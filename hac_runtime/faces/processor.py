@@ -74,7 +74,7 @@ class FaceProcessor:
         self._last: np.ndarray | None = None
         self._since_detect = 0
         self._photo = False
-        #: frames of this clip whose detections all scored under ``new_face_score``: no face started there
+        #: detections of this clip under ``new_face_score`` on frames where no face was followed: none started
         self.weak_detections = 0
 
     # ---- single-frame steps -------------------------------------------------------------------------------------
@@ -202,7 +202,8 @@ class FaceProcessor:
         if found is None:
             detections = self.detector.detect_scored(bgr)
             box = self.pick([b for b, _ in detections], self._last, [self.may_start(score) for _, score in detections])
-            self.weak_detections += box is None and bool(detections)
+            if box is None:
+                self.weak_detections += len(detections)
             self._since_detect = 0
             if box is not None:
                 found = (box, self.landmarks.predict(gray, box))
@@ -219,8 +220,10 @@ class FaceProcessor:
         return FaceFrame(index, box, lm, crop, True, tracked, quality)
 
     def process(self, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[FaceFrame]:
-        """One ``FaceFrame`` per ``(index, bgr)`` of one clip (e.g. a ``FrameSource``: a photo's ``kind`` is
-        ``image``); resets first."""
-        self.reset(photo=getattr(frames, "kind", "") == "image")
+        """One ``FaceFrame`` per ``(index, bgr)`` of one clip (e.g. a ``FrameSource``: one of a single frame is a
+        photo, ``media.is_photo``); resets first."""
+        from hac_runtime.media import FrameSource, is_photo
+
+        self.reset(photo=isinstance(frames, FrameSource) and is_photo(frames))
         for index, bgr in frames:
             yield self.step(index, bgr)

@@ -87,27 +87,22 @@ class MultiFaceStage:
         self.seconds["detect"] += time.perf_counter() - t0
         return detections
 
-    def _new_faces(self, bgr: np.ndarray, gray: np.ndarray, followed: list, wait: bool
-                   ) -> tuple[list, list[bool], list[bool], bool]:
+    def _new_faces(self, bgr: np.ndarray, gray: np.ndarray, followed: list, wait: bool) -> tuple[list, list[bool]]:
         """Faces of the background detection, taken when ``wait`` (always ``detect_every`` frames after it was
         asked for, never earlier: the results of a video do not depend on how fast the threads ran), that no
         followed face covers: each found again on this frame near where it was (the result is some frames
         old), with its landmarks. Only a detection that may start a track (``FaceDetector.new_face_score``)
         is a new face. Also, per followed face, whether it counts as tracked (False on the frame a result
-        came back: its frontal score is measured again, as on a detection frame) and whether a strong
-        detection covers it (confirms a tentative track); and whether a result was taken. A new detection
-        is started when one is due."""
-        found, tracked, strong, taken = [], [True] * len(followed), [False] * len(followed), False
+        came back: its frontal score is measured again, as on a detection frame). A new detection is started
+        when one is due, unless a new face was found: the next frame detects on this thread to confirm it."""
+        found, tracked = [], [True] * len(followed)
         if self._pending is not None and wait:
-            detections, self._pending, taken = self._pending.result(), None, True
+            detections, self._pending = self._pending.result(), None
             tracked = [False] * len(followed)
             t0 = time.perf_counter()
             may_start = self._may_start
             for b, score in detections:
-                covers = [i for i, f in enumerate(followed) if iou(b, f[0]) >= 0.3]
-                for i in covers:
-                    strong[i] = strong[i] or may_start(score)
-                if covers or any(iou(b, f[0]) >= 0.3 for f in found):
+                if any(iou(b, f[0]) >= 0.3 for f in followed + found):
                     continue
                 if not may_start(score):
                     self.weak_detections += 1
@@ -117,10 +112,10 @@ class MultiFaceStage:
                 if here is not None and all(iou(here, f[0]) < 0.3 for f in followed + found):
                     found.append((here, self.processor.landmarks_for(gray, here)))
             self.seconds["landmarks"] += time.perf_counter() - t0
-        if self._pending is None and self._since_detect >= self.detect_every:
+        if not found and self._pending is None and self._since_detect >= self.detect_every:
             self._since_detect = 0
             self._pending = self._background.submit(self._detect_timed, np.array(self._for_detector(bgr, gray)))
-        return found, tracked, strong, taken
+        return found, tracked
 
     def _may_start(self, score: float | None) -> bool:
         return self.photo or self.processor.detector.may_start(score)
@@ -155,9 +150,9 @@ class MultiFaceStage:
                     return followed, [True] * len(followed), [False] * len(followed), False
                 # a result is taken detect_every frames after it was asked for: a face that enters is found
                 # within 2 × that, and on the same frame on every run
-                new, tracked, strong, taken = self._new_faces(bgr, gray, followed,
-                                                              wait=self._since_detect >= self.detect_every)
-                return followed + new, tracked + [False] * len(new), strong + [True] * len(new), taken
+                new, tracked = self._new_faces(bgr, gray, followed, wait=self._since_detect >= self.detect_every)
+                # followed faces confirm nothing (no track here is tentative); new ones are strong detections
+                return followed + new, tracked + [False] * len(new), [False] * len(followed) + [True] * len(new), False
         self._wait_pending()
         self._since_detect = 1
         detections = self._detect_timed(self._for_detector(bgr, gray))

@@ -354,7 +354,7 @@ class Pipeline:
                         bgr = None
                     if bgr is None:  # decoded, not analysed (analyse_every)
                         if self.keep_boxes and boxes:
-                            report.boxes[index] = boxes
+                            report.boxes[index] = list(boxes)  # its own: a confirmed face's back-fill appends
                         for seen in tentative.values():
                             seen.append((index, seen[-1][1]))
                         continue

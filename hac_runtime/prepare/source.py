@@ -152,8 +152,11 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
         if short:
             warnings.append(f"{name}: {short} face track(s) with good faces on fewer than {need} "
                             f"of {len(frames)} frames not kept as clips")
+        if tracks and not any(t["confirmed"] for t in tracks.values()):
+            warnings.append(f"{name}: {len(tracks)} face track(s) not found again by a later detection (a false "
+                            "box, or a face seen too briefly): not kept as clips")
         if not kept and tracks:  # no clip of a face: the source's clip lists its best track's faces, all ok false
-            best = max(tracks, key=lambda i: (tracks[i]["good"], len(tracks[i]["lines"])))
+            best = max(tracks, key=lambda i: (tracks[i]["confirmed"], tracks[i]["good"], len(tracks[i]["lines"])))
             shutil.rmtree(tmp / f"t{best}", ignore_errors=True)
             tracks[best]["good"] = 0
             tracks[best]["lines"] = {i: replace(f, aligned_rgb=None) for i, f in tracks[best]["lines"].items()}

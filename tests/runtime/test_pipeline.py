@@ -89,6 +89,9 @@ def test_analyse_every_looks_at_every_nth_frame_and_counts_them_all(artifacts, t
     assert report.frames == 30  # every frame decoded and counted (fps, real-time factor)
     # the frames between keep the last analysed frame's boxes, so an annotated video does not flicker
     assert report.boxes[5] == report.boxes[4] and report.boxes[4] != report.boxes[2]
+    # a face is drawn once it is confirmed (the next analysed frame), with the frames it had before
+    assert [t for t, _ in report.boxes[0]] == [t for t, _ in report.boxes[1]] == [left["track"]]
+    assert all(len({t for t, _ in v}) == len(v) for v in report.boxes.values())  # each face once a frame
 
 
 def test_a_frame_source_passed_in_is_left_as_it_was_given(artifacts, tmp_path):
