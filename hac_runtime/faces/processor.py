@@ -62,7 +62,7 @@ class FaceProcessor:
             raise HacError(f"detect_every must be >= 1, got {detect_every}")
         if new_face_score is not None and isinstance(detector, FaceDetector):
             raise HacError("new_face_score goes to the detector when one is given (make_detector(..., new_face_score=))")
-        self.detector = make_detector(detector, **({} if new_face_score is None else {"new_face_score": new_face_score}))
+        self.detector = make_detector(detector, new_face_score=new_face_score)  # None: the detector's own
         self.aligner = make_aligner(aligner, size)
         self.landmarks = landmarks or LandmarkPredictor()
         self.size = self.aligner.size

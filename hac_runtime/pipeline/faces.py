@@ -13,8 +13,8 @@ measured on every frame. A detection scoring under the detector's ``new_face_sco
 continues a face already followed but starts none (``weak_detections`` counts those),
 and a new track is tentative until a strong detection finds it again on the next frame
 (the detector runs there; if it does not, the track closes: ``tracker``); a face says
-``confirmed``. A photo
-(``photo``) has no later frame: there every detection starts a confirmed face.
+``confirmed``. A photo (``photo``) has no later frame: there every detection starts a
+confirmed face.
 
 With ``background_detection`` (the streaming pipeline's), the full-frame detection
 that looks for new faces while every face is being followed runs on a thread of its

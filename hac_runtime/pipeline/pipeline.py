@@ -384,8 +384,9 @@ class Pipeline:
                 report.warnings.append(weak_detections_note(stage.weak_detections,
                                                             stage.processor.detector.new_face_score))
             if report.clips == 0 and report.unconfirmed:
-                report.warnings.append(f"{report.unconfirmed} face track(s) not found again by a later detection "
-                                       "(a false box, or a face seen too briefly): not classified")
+                from hac_runtime.pipeline.tracker import unconfirmed_note
+
+                report.warnings.append(f"{unconfirmed_note(report.unconfirmed)}: not classified")
             if report.low_quality:
                 from hac_runtime.faces.quality import MIN_QUALITY
 

@@ -34,6 +34,11 @@ class Track:
     confirmed: bool = False  #: found again by a strong detection after the frame it started on (module doc)
 
 
+def unconfirmed_note(count: int) -> str:
+    """The start of the line that says a source's face tracks all ended tentative (module doc)."""
+    return f"{count} face track(s) not found again by a later detection (a false box, or a face seen too briefly)"
+
+
 class FaceTracker:
     """Assign a stable integer id to each face box, frame after frame."""
 

@@ -35,8 +35,8 @@ def settings_of(processor, faces: str = "largest") -> dict:
     """The settings that make prepared faces differ: a clip prepared with others is redone."""
     d = processor.detector
     return {"detector": d.name, "max_side": d.max_side, "upsample": d.upsample, "new_face_score": d.new_face_score,
-            "aligner": processor.aligner.name, "size": processor.size, "detect_every": processor.detect_every, "min_quality": MIN_QUALITY,
-            "faces": faces}
+            "aligner": processor.aligner.name, "size": processor.size, "detect_every": processor.detect_every,
+            "min_quality": MIN_QUALITY, "faces": faces}
 
 
 def fingerprint(source) -> dict:

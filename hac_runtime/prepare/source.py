@@ -109,6 +109,7 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
     import cv2
 
     from hac_runtime.pipeline.faces import MultiFaceStage
+    from hac_runtime.pipeline.tracker import unconfirmed_note
 
     src = open_source(source)
     tmp = out / f".{name}{PARTIAL}-{os.getpid()}"
@@ -153,8 +154,7 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
             warnings.append(f"{name}: {short} face track(s) with good faces on fewer than {need} "
                             f"of {len(frames)} frames not kept as clips")
         if tracks and not any(t["confirmed"] for t in tracks.values()):
-            warnings.append(f"{name}: {len(tracks)} face track(s) not found again by a later detection (a false "
-                            "box, or a face seen too briefly): not kept as clips")
+            warnings.append(f"{name}: {unconfirmed_note(len(tracks))}: not kept as clips")
         if not kept and tracks:  # no clip of a face: the source's clip lists its best track's faces, all ok false
             best = max(tracks, key=lambda i: (tracks[i]["confirmed"], tracks[i]["good"], len(tracks[i]["lines"])))
             shutil.rmtree(tmp / f"t{best}", ignore_errors=True)
