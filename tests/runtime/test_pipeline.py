@@ -520,3 +520,10 @@ def test_cli_new_face_score_above_every_face_is_said(artifacts, two_faces, capsy
     assert code == 0 and out == ""
     assert "detection(s) scored under the new-face score 9 and started no face" in err
     assert "no face found in 30 frames" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["abc", ""])
+def test_cli_new_face_score_not_a_number_is_bad_usage(artifacts, two_faces, capsys, value):
+    code, out, err = hac_run([two_faces, "--model", artifacts / "hac.onnx", "--new-face-score", value], capsys)
+    assert code == 2 and out == ""
+    assert "'--new-face-score'" in err and "is not a valid float" in err and "Traceback" not in err

@@ -292,3 +292,10 @@ def test_new_face_score_is_a_setting_and_said_when_it_keeps_every_face_out(face_
     code, stdout, _ = run_cli([str(video), "--out", str(out), "--image-size", "64", "-q"], capsys)
     assert code == 0 and "16 faces found" in stdout
     assert json.loads((out / "astronaut" / ".done.json").read_text())["settings"]["new_face_score"] == 0.5
+
+
+def test_new_face_score_not_a_number_is_bad_usage(face_video, tmp_path, capsys):
+    video, _ = face_video
+    code, stdout, err = run_cli([str(video), "--out", str(tmp_path / "o"), "--new-face-score", "abc"], capsys)
+    assert code == 2 and "'--new-face-score'" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing started
