@@ -9,15 +9,24 @@ frame, jumps or changes scale abruptly is dropped, and the detector runs on that
 frame instead. The single-frame steps (``detect``, ``landmarks_for``, ``track``,
 ``pick``, ``align``) are public so a multi-face runtime can keep one tracked face
 (and one ``SequenceAligner``) per track.
+
+A face starts only from a detection scoring at least the detector's ``new_face_score``
+(a weaker one only continues the face followed), and it is tentative until the
+detector, run again on the next frame, finds it as strongly (ByteTrack's activation,
+as ``pipeline.tracker`` does for many faces). ``process`` holds a tentative face's
+frame until then: one the next frame does not confirm is given out as no face
+(``unconfirmed`` counts them), so a false box seen on one frame (a badge, a poster)
+is never a clip's face. A photo (``media.is_photo``) has no next frame: its face is
+confirmed at once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from hac_runtime.boxes import iou
+from hac_runtime.boxes import continuation, iou
 from hac_runtime.errors import HacError
 from hac_runtime.faces.align import FaceAligner, make_aligner, similarity_transform, warp_face
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR, Box, FaceDetector, _gray, make_detector
@@ -45,6 +54,7 @@ class FaceFrame:
     ok: bool
     tracked: bool = False           # landmarks came from tracking, not from a detection on this frame
     quality: AlignmentQuality | None = None
+    tentative: bool = False         # a face started here: the next frame's detection confirms it (module doc)
 
 
 class FaceProcessor:
@@ -74,8 +84,12 @@ class FaceProcessor:
         self._last: np.ndarray | None = None
         self._since_detect = 0
         self._photo = False
+        self._tentative = False  # the face followed started on the previous frame and is not yet confirmed
+        self._had_reference = False  # the sequence aligner had its reference before the tentative face
         #: detections of this clip under ``new_face_score`` on frames where no face was followed: none started
         self.weak_detections = 0
+        #: faces of this clip that the next frame's detection did not find again: given out as no face
+        self.unconfirmed = 0
 
     # ---- single-frame steps -------------------------------------------------------------------------------------
     def detect(self, bgr: np.ndarray) -> list[Box]:
@@ -149,19 +163,25 @@ class FaceProcessor:
         return round(x0 + bx / s), round(y0 + by / s), round(bw / s), round(bh / s)
 
     @staticmethod
+    def continuing(boxes: list[Box], previous: np.ndarray | None) -> int | None:
+        """The index of the box that continues the face of the ``previous`` landmarks (``boxes.continuation``:
+        overlap, or a near centre at a similar size, as the many-face tracker matches), or None."""
+        if previous is None or not boxes:
+            return None
+        prev = box_from_landmarks(previous)
+        score, best = max((continuation(prev, b), j) for j, b in enumerate(boxes))
+        return best if score > 0 else None
+
+    @staticmethod
     def pick(boxes: list[Box], previous: np.ndarray | None = None, may_start: list[bool] | None = None) -> Box | None:
-        """The face to follow: the one overlapping the previous frame's face, else the largest of those that
-        may start a face (``may_start``, default all: a weak detection only continues one).
+        """The face to follow: the one continuing the previous frame's face (``continuing``), else the largest
+        of those that may start a face (``may_start``, default all: a weak detection only continues one).
 
         Keeps a clip on its face when a larger false detection (a badge, a pattern) appears.
         """
-        if not boxes:
-            return None
-        if previous is not None:
-            prev = box_from_landmarks(previous)
-            best = max(boxes, key=lambda b: iou(b, prev))
-            if iou(best, prev) > 0.3:
-                return best
+        j = FaceProcessor.continuing(boxes, previous)
+        if j is not None:
+            return boxes[j]
         return next((b for j, b in enumerate(boxes) if may_start is None or may_start[j]), None)
 
     def align(self, bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -183,7 +203,9 @@ class FaceProcessor:
         self._last = None
         self._since_detect = 0
         self._photo = photo
+        self._tentative = False
         self.weak_detections = 0
+        self.unconfirmed = 0
         self.aligner.reset()
 
     def may_start(self, score: float | None) -> bool:
@@ -191,19 +213,40 @@ class FaceProcessor:
         any)."""
         return self._photo or self.detector.may_start(score)
 
+    def _choose(self, detections: list[tuple[Box, float | None]]) -> tuple[Box | None, bool]:
+        """The face of a frame the detector looked at, and whether it starts here (module doc): the detection
+        continuing the face followed (one confirming a tentative face must be strong), else the largest strong
+        one. A tentative face not found again is dropped (``unconfirmed``), with the reference it set."""
+        boxes = [b for b, _ in detections]
+        strong = [self.may_start(score) for _, score in detections]
+        tentative, self._tentative = self._tentative, False
+        j = self.continuing(boxes, self._last)
+        if j is not None and (strong[j] or not tentative):
+            return boxes[j], False
+        if tentative:
+            self.unconfirmed += 1
+            self._last = None
+            if not self._had_reference:
+                self.aligner.reset()
+        box = self.pick(boxes, None, strong)
+        if box is None:
+            self.weak_detections += len(detections)
+            return None, False
+        self._tentative = not self._photo
+        self._had_reference = getattr(self.aligner, "reference", None) is not None
+        return box, self._tentative
+
     def step(self, index: int, bgr: np.ndarray) -> FaceFrame:
-        """Process the next frame of the current sequence."""
+        """Process the next frame of the current sequence (a face started here says ``tentative``: ``process``
+        gives it out once the next frame has confirmed it)."""
         gray = _gray(bgr)
         found = None
-        tracked = False
-        if self._last is not None and self._since_detect < self.detect_every:
+        tracked = started = False
+        if self._last is not None and not self._tentative and self._since_detect < self.detect_every:
             found = self.track(gray, self._last)
             tracked = found is not None
         if found is None:
-            detections = self.detector.detect_scored(bgr)
-            box = self.pick([b for b, _ in detections], self._last, [self.may_start(score) for _, score in detections])
-            if box is None:
-                self.weak_detections += len(detections)
+            box, started = self._choose(self.detector.detect_scored(bgr))
             self._since_detect = 0
             if box is not None:
                 found = (box, self.landmarks.predict(gray, box))
@@ -216,14 +259,27 @@ class FaceProcessor:
         crop, quality = self.align_assessed(self.aligner, bgr, lm)
         box = tuple(int(v) for v in box)
         if not quality.ok:
-            return FaceFrame(index, box, lm, None, False, tracked, quality)
-        return FaceFrame(index, box, lm, crop, True, tracked, quality)
+            return FaceFrame(index, box, lm, None, False, tracked, quality, started)
+        return FaceFrame(index, box, lm, crop, True, tracked, quality, started)
 
     def process(self, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[FaceFrame]:
         """One ``FaceFrame`` per ``(index, bgr)`` of one clip (e.g. a ``FrameSource``: one of a single frame is a
-        photo, ``media.is_photo``); resets first."""
+        photo, ``media.is_photo``), in order; resets first. A tentative face's frame comes out once the next
+        frame has decided it: as it is when that frame continues it, else as no face (module doc)."""
         from hac_runtime.media import FrameSource, is_photo
 
         self.reset(photo=isinstance(frames, FrameSource) and is_photo(frames))
+        held: FaceFrame | None = None
         for index, bgr in frames:
-            yield self.step(index, bgr)
+            ff = self.step(index, bgr)
+            if held is not None:
+                confirmed = ff.box is not None and not ff.tentative  # the next frame's strong detection of it
+                yield replace(held, tentative=False) if confirmed else FaceFrame(held.frame, None, None, None, False)
+                held = None
+            if ff.tentative:
+                held = ff
+            else:
+                yield ff
+        if held is not None:  # no later frame to find it again
+            self.unconfirmed += 1
+            yield FaceFrame(held.frame, None, None, None, False)

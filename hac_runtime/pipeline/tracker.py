@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hac_runtime.boxes import Box, iou
+from hac_runtime.boxes import MAX_SCALE, MAX_SHIFT, MIN_IOU, Box, continuation
 
 
 
@@ -42,7 +42,8 @@ def unconfirmed_note(count: int) -> str:
 class FaceTracker:
     """Assign a stable integer id to each face box, frame after frame."""
 
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 10, max_shift: float = 0.75, max_scale: float = 1.4):
+    def __init__(self, min_iou: float = MIN_IOU, max_missed: int = 10, max_shift: float = MAX_SHIFT,
+                 max_scale: float = MAX_SCALE):
         self.min_iou = min_iou
         self.max_missed = max_missed
         self.max_shift, self.max_scale = max_shift, max_scale
@@ -96,17 +97,8 @@ class FaceTracker:
         return [assigned.get(j) for j in range(len(boxes))], closed
 
     def match(self, a: Box, b: Box) -> float:
-        """How well box ``b`` continues a track at ``a``: 1 + IoU when they overlap enough, else in (0, 1) for a
-        near centre at a similar size (closer is higher), else 0 (no match)."""
-        overlap = iou(a, b)
-        if overlap >= self.min_iou:
-            return 1.0 + overlap
-        wa, wb = max(a[2], 1.0), max(b[2], 1.0)
-        if max(wa, wb) / min(wa, wb) > self.max_scale:
-            return 0.0
-        d = ((a[0] + a[2] / 2 - b[0] - b[2] / 2) ** 2 + (a[1] + a[3] / 2 - b[1] - b[3] / 2) ** 2) ** 0.5
-        limit = self.max_shift * (wa + wb) / 2
-        return max(0.0, 1.0 - d / limit) * 0.999 if d < limit else 0.0
+        """How well box ``b`` continues a track at ``a`` (``boxes.continuation`` with this tracker's limits)."""
+        return continuation(a, b, self.min_iou, self.max_shift, self.max_scale)
 
     def close_all(self) -> list[Track]:
         closed = list(self.tracks.values())

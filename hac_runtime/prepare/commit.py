@@ -31,12 +31,16 @@ PARTIAL = ".partial"
 PARTIAL_RE = re.compile(r"^\.(?P<clip>.+)\.partial(?:-(?P<pid>\d+))?$")
 
 
+#: how a face starts, in both faces modes (faces.processor, pipeline.tracker): a rule prepared clips were made with
+NEW_FACES = "strong detection, found again on the next frame"
+
+
 def settings_of(processor, faces: str = "largest") -> dict:
     """The settings that make prepared faces differ: a clip prepared with others is redone."""
     d = processor.detector
     return {"detector": d.name, "max_side": d.max_side, "upsample": d.upsample, "new_face_score": d.new_face_score,
             "aligner": processor.aligner.name, "size": processor.size, "detect_every": processor.detect_every,
-            "min_quality": MIN_QUALITY, "faces": faces}
+            "min_quality": MIN_QUALITY, "faces": faces, "new_faces": NEW_FACES}
 
 
 def fingerprint(source) -> dict:

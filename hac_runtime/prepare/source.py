@@ -13,6 +13,7 @@ from hac_runtime.clips import face_name
 from hac_runtime.errors import HacError, HacFailure
 from hac_runtime.faces.detectors import weak_detections_note
 from hac_runtime.media import is_photo, open_source
+from hac_runtime.pipeline.tracker import unconfirmed_note
 from hac_runtime.prepare.commit import (FACES, FORMAT, PARTIAL, _commit, _remove_others, _seal, done_group,
                                         done_marker, fingerprint, settings_of, skipped_summary)
 from hac_runtime.prepare.summary import ClipSummary
@@ -74,7 +75,9 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
                     on_frames(pending)
                     pending = 0
             summary.warnings = list(src.warnings)
-            if summary.faces == 0 and processor.weak_detections:
+            if summary.faces == 0 and processor.unconfirmed:
+                summary.warnings.append(f"{name}: {unconfirmed_note(processor.unconfirmed)}: no face kept")
+            elif summary.faces == 0 and processor.weak_detections:
                 summary.warnings.append(weak_detections_note(processor.weak_detections,
                                                              processor.detector.new_face_score))
         if on_frames and pending:
@@ -109,7 +112,6 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
     import cv2
 
     from hac_runtime.pipeline.faces import MultiFaceStage
-    from hac_runtime.pipeline.tracker import unconfirmed_note
 
     src = open_source(source)
     tmp = out / f".{name}{PARTIAL}-{os.getpid()}"

@@ -209,9 +209,41 @@ def test_tracking_notices_when_the_face_is_gone(astronaut):
     out = list(FaceProcessor(detect_every=100).process(enumerate(seq)))
     assert [f.frame for f in out] == list(range(8))
     assert [f.ok for f in out] == [True, True, True, False, False, True, True, True]
-    assert out[1].tracked and out[2].tracked and out[6].tracked
+    # a face found again after the gap starts anew: the frame after each start detects to confirm it
+    assert [f.tracked for f in out] == [False, False, True, False, False, False, False, True]
     for f in out[3:5]:
         assert f.box is None and f.landmarks is None and f.aligned is None
+    assert not any(f.tentative for f in out)  # process gives a tentative face out only once it is decided
+
+
+def test_a_face_seen_on_one_frame_is_no_face(astronaut):
+    """The next frame's detection confirms a new face (ByteTrack's activation): a face on one frame only, or
+    on the last frame, is given out as no face and counted; one found again keeps every frame."""
+    frames = [f for f, _ in render_frames(astronaut, 6, motion=("shift",))]
+    blank = np.full_like(frames[0], 90)
+    proc = FaceProcessor(detect_every=100)
+    out = list(proc.process(enumerate([frames[0], blank, blank, frames[1], frames[2], blank, frames[3]])))
+    assert [f.frame for f in out] == list(range(7))
+    assert [f.ok for f in out] == [False, False, False, True, True, False, False]
+    assert out[0].box is None and out[0].aligned is None and out[6].box is None
+    assert proc.unconfirmed == 2  # frame 0's face (gone on frame 1) and frame 6's (no later frame)
+    assert proc.aligner.reference is not None  # frames 3-4's face set it; frame 6's did not replace it
+
+
+def test_a_new_face_must_be_found_again_as_strongly(astronaut, hog):
+    """A detection under new_face_score only continues a confirmed face: the frame after a start needs a
+    strong one. Her face defocused (Gaussian blur, sigma 3) is still found, scoring under HOG's 0.5."""
+    import cv2
+
+    sharp = next(iter(render_frames(astronaut, 1)))[0]
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 3.0)
+    (box, score), = hog.detect_scored(blurred)
+    assert not hog.may_start(score) and iou(box, hog.detect(sharp)[0]) > 0.8, score
+    proc = FaceProcessor()
+    out = list(proc.process(enumerate([sharp, blurred, blurred])))
+    assert [f.ok for f in out] == [False, False, False] and proc.unconfirmed == 1
+    out = list(proc.process(enumerate([sharp, sharp, blurred, blurred])))
+    assert [f.ok for f in out] == [True, True, True, True]  # once confirmed, a weaker detection continues it
 
 
 def test_single_step_api_for_per_track_use(face_video):

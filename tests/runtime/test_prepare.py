@@ -299,3 +299,26 @@ def test_new_face_score_not_a_number_is_bad_usage(face_video, tmp_path, capsys):
     code, stdout, err = run_cli([str(video), "--out", str(tmp_path / "o"), "--new-face-score", "abc"], capsys)
     assert code == 2 and "'--new-face-score'" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # nothing started
+
+
+@pytest.mark.parametrize("faces", ["largest", "all"])
+def test_a_face_on_one_frame_is_no_clip_and_said(tmp_path, astronaut, faces):
+    """A face the next frame's detection does not find again (a false box, a face seen too briefly) is kept
+    out of the training clips in both faces modes, and the source says why in one line."""
+    frames = [f for f, _ in render_frames(astronaut, 1)] + [np.full((480, 640, 3), 90, np.uint8)] * 5
+    folder = tmp_path / "glimpse"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), f)
+    s = prepare([folder], tmp_path / "o", size=64, progress=False, faces=faces)
+    (clip,) = s.clips
+    assert (clip.name, clip.frames, clip.faces) == ("glimpse", 6, 0)
+    assert any("1 face track(s) not found again by a later detection" in w for w in clip.warnings), clip.warnings
+    assert pngs(tmp_path / "o" / "glimpse") == []
+    assert not any(r["ok"] for r in read_jsonl(tmp_path / "o" / "faces.jsonl"))
+    marker = json.loads((tmp_path / "o" / "glimpse" / MARKER).read_text())
+    assert marker["settings"]["new_faces"] == "strong detection, found again on the next frame"
+    # the same face on two frames is a clip of two faces
+    cv2.imwrite(str(folder / "00001.png"), next(iter(render_frames(astronaut, 2)))[0])
+    s = prepare([folder], tmp_path / "o", size=64, progress=False, faces=faces)
+    assert [(c.name, c.frames, c.faces) for c in s.clips] == [("glimpse", 6, 2)]
