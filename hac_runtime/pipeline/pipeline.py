@@ -145,8 +145,8 @@ def _print_error(name: str, msg: str) -> None:
 class SourceReport:
     name: str
     frames: int = 0
-    faces: int = 0
-    low_quality: int = 0  # faces below the alignment quality threshold (faces.quality): not classified
+    faces: int = 0  # faces of confirmed tracks (a tentative track's are counted once it is confirmed)
+    low_quality: int = 0  # of those, below the alignment quality threshold (faces.quality): not classified
     unconfirmed: int = 0  # tentative tracks no later detection found again (pipeline.tracker): not classified
     clips: int = 0
     error: str | None = None
@@ -312,14 +312,16 @@ class Pipeline:
                 return pol.on_face(report.name, track, buf) if confirmed else None
 
             tentative: dict[int, list] = {}  # annotated video: a tentative track's (frame, box) until it is confirmed
+            uncounted: dict[int, list] = {}  # a tentative track's [faces, low quality]: counted once confirmed
 
             def close(tracks):
                 for t in tracks:
                     tentative.pop(t.id, None)
+                    uncounted.pop(t.id, None)
                     running_buffers.pop(t.id, None)
                     buf = buffers.pop(t.id, None)
                     if not t.confirmed:  # a tentative track the next detection did not find again: no face
-                        report.unconfirmed += buf is not None
+                        report.unconfirmed += 1
                     elif buf is not None:
                         emit(policy.on_close(report.name, t.id, buf))
 
@@ -364,9 +366,14 @@ class Pipeline:
                         boxes = draw_confirmed(faces, index, tentative, report.boxes)
                     t = index / fps
                     for f in faces:
-                        report.faces += 1
+                        counts = uncounted.setdefault(f.track, [0, 0])
+                        counts[0] += 1
+                        counts[1] += not f.ok
+                        if f.confirmed:  # a false box's frames count as no face (report.unconfirmed)
+                            report.faces += counts[0]
+                            report.low_quality += counts[1]
+                            del uncounted[f.track]
                         if not f.ok:  # below the alignment quality threshold: boxed, never classified
-                            report.low_quality += 1
                             continue
                         face = BufferedFace(index, t, f.aligned_rgb, f.box)
                         emit(feed(policy, buffers, f.track, face, f.confirmed))

@@ -522,6 +522,22 @@ def test_cli_new_face_score_above_every_face_is_said(artifacts, two_faces, capsy
     assert "no face found in 30 frames" in err and "Traceback" not in err
 
 
+def test_cli_a_face_on_one_frame_only_is_not_classified_and_said(artifacts, astronaut, tmp_path, capsys):
+    """The next frame's detection does not find the face again: a tentative track, closed; no result, no face
+    counted, one line saying why (a false box seen once behaves the same)."""
+    from fixtures_video import render_frames
+
+    path = tmp_path / "glimpse.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for frame in [next(iter(render_frames(astronaut, 1)))[0]] + [np.full((480, 640, 3), 90, np.uint8)] * 29:
+        writer.write(frame)
+    writer.release()
+    code, out, err = hac_run([path, "--model", artifacts / "hac.onnx"], capsys)
+    assert code == 0 and out == ""
+    assert "1 face track(s) not found again by a later detection" in err and "not classified" in err
+    assert "no face found in 30 frames" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("value", ["abc", ""])
 def test_cli_new_face_score_not_a_number_is_bad_usage(artifacts, two_faces, capsys, value):
     code, out, err = hac_run([two_faces, "--model", artifacts / "hac.onnx", "--new-face-score", value], capsys)
