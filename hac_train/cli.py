@@ -126,6 +126,12 @@ def synth_command(out, clips, seed, frames, size, fmt, quiet):
     click.echo(f"{s['clips']} synthetic clips of {', '.join(s['identities'])} -> {s['out']} (manifest.csv; its split "
                f"column holds out {', '.join(held) or 'nobody'}: hac-train --protocol official uses it, the default "
                f"k-fold protocol makes its own subject-independent splits and names who it holds out)")
+    if s["faces_missing"]:
+        from hac_train.synth import MAX_TRIES
+
+        click.echo(f"hac-synth: {len(s['faces_missing'])} clip(s) still without a face on some frame after "
+                   f"{MAX_TRIES} draws (hac-prepare leaves those frames out): "
+                   f"{', '.join(s['faces_missing'][:5])}{' ...' if len(s['faces_missing']) > 5 else ''}", err=True)
 
 
 train_main = click_main(train_command, "hac-train")
