@@ -171,6 +171,35 @@ def bench_new_face_score(mat, video_frames: int) -> list[str]:
                 cells += [str(len(started)), str(len(faces))]
             rows.append(f"| {label} | {real} | {'yes' if background else 'no'} | {' | '.join(cells)} | "
                         f"{', '.join(str(v) for v in sorted(faces.values()))} |")
+    return rows + [""] + bench_one_face(mat)
+
+
+def bench_one_face(mat) -> list[str]:
+    """``FaceProcessor.process`` (``hac-prepare --faces largest``, hac-train's cache) per condition: frames
+    given a face, and of them how many are not the true face, with HOG's own threshold (0) and the default."""
+    from hac_runtime.faces import FaceProcessor, box_from_landmarks, make_detector
+
+    tau = make_detector("hog").new_face_score
+    n = len(PHOTOS)
+    rows = [f"One face per clip (`FaceProcessor.process`: `hac-prepare --faces largest`, hac-train's cache; "
+            f"{n} clips per condition, detect every frame): frames given a face, of them not on the true face "
+            "(IoU ≤ 0.4), and faces the next frame's detection did not confirm (`unconfirmed`):", "",
+            "| condition | frames | faces, 0 | not the face, 0 | faces, " + f"{tau:g} | not the face, {tau:g} | "
+            f"unconfirmed, {tau:g} |", "|---|---|---|---|---|---|---|"]
+    for cond, frames in mat.items():
+        per = len(frames) // n
+        cells = []
+        for score in (0.0, None):
+            proc, faces, wrong, unconfirmed = FaceProcessor(new_face_score=score, size=64), 0, 0, 0
+            for c in range(n):
+                clip = frames[c * per:(c + 1) * per]
+                for ff, (_, truth) in zip(proc.process(enumerate(f for f, _ in clip)), clip):
+                    if ff.box is not None:
+                        faces += 1
+                        wrong += iou(ff.box, box_from_landmarks(truth)) <= 0.4
+                unconfirmed += getattr(proc, "unconfirmed", 0)
+            cells += [str(faces), str(wrong)] + ([str(unconfirmed)] if score is None else [])
+        rows.append(f"| {cond} | {len(frames)} | {' | '.join(cells)} |")
     return rows
 
 
