@@ -64,8 +64,10 @@ def prepare_faces(index: DatasetIndex, cache=None, aligner: str = "sequence", si
         c = by_source.get(src)
         if c is None:
             skipped.append(SkippedClip(s.key, s.label, failed.get(src, "not prepared")))
-        elif c.faces == 0:
-            skipped.append(SkippedClip(s.key, s.label, f"no face found in its {c.frames} frames"))
+        elif c.faces == 0:  # with why, where prepare said (faces too weak to start, or not found again)
+            why = "; ".join(w.removeprefix(f"{c.name}: ") for w in c.warnings)
+            skipped.append(SkippedClip(s.key, s.label, f"no face found in its {c.frames} frames"
+                                       + (f" ({why})" if why else "")))
         else:
             clips.append(PreparedClip(s, cache / c.name, c.faces, c.frames))
     return clips, skipped, cache

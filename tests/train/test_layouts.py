@@ -138,13 +138,22 @@ def test_faces_prepared_once_and_no_face_clip_skipped(tmp_path, faces):
         cv2.imwrite(str(blank / f"S020_001_{i:08d}.png"), np.full((120, 160, 3), 90 + 40 * i, np.uint8))
     (root / "Emotion" / "S020" / "001").mkdir(parents=True)
     (root / "Emotion" / "S020" / "001" / "S020_001_00000003_emotion.txt").write_text("1.0\n")
+    glimpse = root / "cohn-kanade-images" / "S021" / "001"  # a face on its first frame only: not one to train on
+    write_face_frames(glimpse, faces["obama"], n_frames=1, pattern="S021_001_{:08d}.png", **SMALL)
+    for i in (1, 2):
+        cv2.imwrite(str(glimpse / f"S021_001_{i:08d}.png"), np.full((200, 220, 3), 90, np.uint8))
+    (root / "Emotion" / "S021" / "001").mkdir(parents=True)
+    (root / "Emotion" / "S021" / "001" / "S021_001_00000003_emotion.txt").write_text("1.0\n")
     idx = load_index(root)
     clips, skipped, cache = prepare_faces(idx, None, "sequence", 64, progress=False)
     assert cache == root / ".hac-cache" / "sequence-64"
     assert sorted(c.sample.subject for c in clips) == ["S005", "S010", "S011"]
     assert all(c.faces >= 3 and len(list(c.faces_dir.glob("*.png"))) == c.faces for c in clips)
-    assert [(s.key, s.label) for s in skipped] == [("cohn-kanade-images/S020/001", "anger")]
-    assert "no face" in skipped[0].reason
+    assert [(s.key, s.label) for s in skipped] == [("cohn-kanade-images/S020/001", "anger"),
+                                                    ("cohn-kanade-images/S021/001", "anger")]
+    assert skipped[0].reason == "no face found in its 3 frames"
+    assert skipped[1].reason.startswith("no face found in its 3 frames (1 face track(s) not found again by a "
+                                        "later detection"), skipped[1].reason
     mtimes = {c.faces_dir: c.faces_dir.stat().st_mtime_ns for c in clips}
     again, _, _ = prepare_faces(load_index(root), None, "sequence", 64, progress=False)
     assert {c.faces_dir: c.faces_dir.stat().st_mtime_ns for c in again} == mtimes
