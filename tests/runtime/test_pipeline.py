@@ -175,6 +175,26 @@ class SyntheticStream(FrameSource):
             yield i, canvas
 
 
+def test_a_pipeline_runs_again_whole_after_a_drain(artifacts):
+    """drain() ends one run (its open track classified); the next run() of the same Pipeline reads its sources
+    whole, with the results of a fresh Pipeline."""
+    kw = dict(policy="window", window=1.0, stride=1.0, detect_every=5)
+    with Pipeline(artifacts / "hac.onnx", engine="ort", **kw) as pipe:
+        drained = []
+        for r in pipe.run([SyntheticStream(400)]):
+            drained.append(r)
+            pipe.drain()
+        assert pipe.draining and 1 <= len(drained) < 15
+        again = list(pipe.run([SyntheticStream(100)]))
+        assert not pipe.draining
+    with Pipeline(artifacts / "hac.onnx", engine="ort", **kw) as fresh:
+        expected = list(fresh.run([SyntheticStream(100)]))
+    assert len(expected) == 4  # 1 s windows at 1 s strides over 4 s
+    assert [(r["frame_start"], r["frame_end"], r["label"]) for r in again] == \
+        [(r["frame_start"], r["frame_end"], r["label"]) for r in expected]
+    assert max(abs(a["probs"][c] - b["probs"][c]) for a, b in zip(again, expected) for c in a["probs"]) < 1e-6
+
+
 @pytest.mark.slow
 def test_memory_flat_on_long_stream(artifacts):
     stream = SyntheticStream(900)
