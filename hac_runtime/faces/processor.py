@@ -60,8 +60,9 @@ class FaceFrame:
 class FaceProcessor:
     """The §4.2 face stages for one face per frame, shared by ``hac-prepare``, training and runtime.
 
-    The face followed is the one overlapping the previous frame's face, else the largest that may start a
-    face (``pick``; ``new_face_score``: the detector's ``FaceDetector.new_face_score`` when None).
+    The face followed is the detection continuing the previous frame's face (overlapping it, or near it at a
+    similar size), else the largest that may start a face (``pick``; ``new_face_score``: the detector's
+    ``FaceDetector.new_face_score`` when None), tentative until the next frame confirms it (module doc).
     """
 
     def __init__(self, detector: str | FaceDetector = DEFAULT_DETECTOR, aligner: str | FaceAligner = "sequence",
@@ -86,7 +87,8 @@ class FaceProcessor:
         self._photo = False
         self._tentative = False  # the face followed started on the previous frame and is not yet confirmed
         self._had_reference = False  # the sequence aligner had its reference before the tentative face
-        #: detections of this clip under ``new_face_score`` on frames where no face was followed: none started
+        #: detections of this clip under ``new_face_score`` on frames where no face was followed (a tentative
+        #: face's weak re-detection too): none started
         self.weak_detections = 0
         #: faces of this clip that the next frame's detection did not find again: given out as no face
         self.unconfirmed = 0
@@ -220,9 +222,10 @@ class FaceProcessor:
         boxes = [b for b, _ in detections]
         strong = [self.may_start(score) for _, score in detections]
         tentative, self._tentative = self._tentative, False
-        j = self.continuing(boxes, self._last)
-        if j is not None and (strong[j] or not tentative):
-            return boxes[j], False
+        may_continue = [j for j in range(len(boxes)) if strong[j] or not tentative]  # a confirmation: strong ones
+        j = self.continuing([boxes[j] for j in may_continue], self._last)
+        if j is not None:
+            return boxes[may_continue[j]], False
         if tentative:
             self.unconfirmed += 1
             self._last = None
@@ -264,8 +267,9 @@ class FaceProcessor:
 
     def process(self, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[FaceFrame]:
         """One ``FaceFrame`` per ``(index, bgr)`` of one clip (e.g. a ``FrameSource``: one of a single frame is a
-        photo, ``media.is_photo``), in order; resets first. A tentative face's frame comes out once the next
-        frame has decided it: as it is when that frame continues it, else as no face (module doc)."""
+        photo, ``media.is_photo``, by the frames it announces), in order; resets first. A tentative face's frame
+        comes out once the next frame has decided it: as it is when that frame continues it, else as no face
+        (module doc)."""
         from hac_runtime.media import FrameSource, is_photo
 
         self.reset(photo=isinstance(frames, FrameSource) and is_photo(frames))

@@ -67,6 +67,12 @@ class AlignmentQuality:
         return "; ".join(parts) or f"quality {self.quality:.2f}"
 
 
+def low_quality_note(count: int, of: int | None = None) -> str:
+    """The words for faces found but all (or ``count`` of ``of``) below ``MIN_QUALITY``."""
+    share = f"{count} of {of} faces" if of is not None else f"{count} face(s) found, all"
+    return f"{share} below alignment quality {MIN_QUALITY} (turned away or cut by the frame's edge)"
+
+
 def quality_of(frontal: float, outside: float, yaw: float) -> float:
     """The combined score in [0, 1] (module doc)."""
     turn = float(np.clip((abs(yaw) - 10.0) / 10.0, 0.0, 1.0)) if math.isfinite(yaw) else 1.0
@@ -151,4 +157,4 @@ def assessed_matrix(aligner, landmarks: np.ndarray, judge) -> tuple[np.ndarray, 
 
 
 __all__ = ["MIN_QUALITY", "QUALITY_SIDE", "AlignmentQuality", "assess", "assessed_matrix", "frontal_score",
-           "head_yaw", "outside_fraction", "quality_of"]
+           "head_yaw", "low_quality_note", "outside_fraction", "quality_of"]

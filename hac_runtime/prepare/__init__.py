@@ -17,7 +17,7 @@ Every face of a source is its own clip (``faces="all"``, the default): faces are
 tracked across frames (``pipeline.faces.MultiFaceStage``, the runtime's), and each
 track with frames enough becomes ``<clip>.face0``, ``<clip>.face1``… in order of
 appearance (a source with one face keeps the plain ``<clip>``); ``faces="largest"``
-follows one face per source, the one overlapping the previous frame's, else the
+follows one face per source, the one continuing the previous frame's, else the
 largest (training's dataset cache: a labelled clip is one subject). In both, a
 face starts from a strong detection found again on the next frame (``faces.processor``,
 ``pipeline.tracker``): a false box seen once is no clip's face. A face whose

@@ -12,6 +12,7 @@ import numpy as np
 from hac_runtime.clips import face_name
 from hac_runtime.errors import HacError, HacFailure
 from hac_runtime.faces.detectors import weak_detections_note
+from hac_runtime.faces.quality import low_quality_note
 from hac_runtime.media import is_photo, open_source
 from hac_runtime.pipeline.tracker import unconfirmed_note
 from hac_runtime.prepare.commit import (FACES, FORMAT, PARTIAL, _commit, _remove_others, _seal, done_group,
@@ -59,7 +60,7 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     summary = ClipSummary(name, fp["path"])
-    pending = 0
+    pending = found = 0
     try:
         with src, open(tmp / FACES, "w") as jl:
             for ff in processor.process(src):
@@ -69,13 +70,16 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
                         raise HacFailure(f"{png}: cannot write the aligned face")
                     summary.faces += 1
                 summary.frames += 1
+                found += ff.box is not None  # ok or below the alignment quality
                 jl.write(json.dumps(face_record(name, ff, src.file_of(ff.frame))) + "\n")
                 pending += 1
                 if on_frames and pending >= 8:
                     on_frames(pending)
                     pending = 0
             summary.warnings = list(src.warnings)
-            if summary.faces == 0 and processor.unconfirmed:
+            if summary.faces == 0 and found:
+                summary.warnings.append(f"{name}: {low_quality_note(found)}: no face kept")
+            elif summary.faces == 0 and processor.unconfirmed:
                 summary.warnings.append(f"{name}: {unconfirmed_note(processor.unconfirmed)}: no face kept")
             elif summary.faces == 0 and processor.weak_detections:
                 summary.warnings.append(weak_detections_note(processor.weak_detections,

@@ -322,3 +322,19 @@ def test_a_face_on_one_frame_is_no_clip_and_said(tmp_path, astronaut, faces):
     cv2.imwrite(str(folder / "00001.png"), next(iter(render_frames(astronaut, 2)))[0])
     s = prepare([folder], tmp_path / "o", size=64, progress=False, faces=faces)
     assert [(c.name, c.frames, c.faces) for c in s.clips] == [("glimpse", 6, 2)]
+
+
+def test_a_clip_whose_faces_are_all_of_low_quality_says_so(tmp_path):
+    """One face per clip: a face cut by the frame's edge on every frame is found (listed, ok false) and
+    no crop is kept; the line says why, not that no face was seen."""
+    from fixtures_video import photo
+
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), photo("obama_partial_face.jpg"))
+    (clip,) = prepare([folder], tmp_path / "o", size=64, progress=False, faces="largest").clips
+    assert (clip.frames, clip.faces) == (3, 0)
+    assert clip.warnings == ["cut: 3 face(s) found, all below alignment quality 0.2 (turned away or cut by the "
+                             "frame's edge): no face kept"]
+    assert all(r["box"] and not r["ok"] for r in read_jsonl(tmp_path / "o" / "faces.jsonl"))
