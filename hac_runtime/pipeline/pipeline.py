@@ -385,20 +385,19 @@ class Pipeline:
                     src.close()
             close(stage.finish())
             report.warnings.extend(getattr(src, "warnings", []))
-            if report.faces == 0 and stage.weak_detections:  # else they are what the score keeps out
-                from hac_runtime.faces.detectors import weak_detections_note
-
-                report.warnings.append(weak_detections_note(stage.weak_detections,
-                                                            stage.processor.detector.new_face_score))
             if report.clips == 0 and report.unconfirmed:
                 from hac_runtime.pipeline.tracker import unconfirmed_note
 
                 report.warnings.append(f"{unconfirmed_note(report.unconfirmed)}: not classified")
-            if report.low_quality:
-                from hac_runtime.faces.quality import MIN_QUALITY
+            elif report.faces == 0 and stage.weak_detections:  # else they are what the score keeps out
+                from hac_runtime.faces.detectors import weak_detections_note
 
-                report.warnings.append(f"{report.low_quality} of {report.faces} faces below alignment quality "
-                                       f"{MIN_QUALITY} (turned away or cut by the frame's edge): not classified")
+                report.warnings.append(weak_detections_note(stage.weak_detections,
+                                                            stage.processor.detector.new_face_score))
+            if report.low_quality:
+                from hac_runtime.faces.quality import low_quality_note
+
+                report.warnings.append(f"{low_quality_note(report.low_quality, report.faces)}: not classified")
             for w in report.warnings:
                 self.on_error(report.name, w)
             if report.frames == 0 and not self._drain.is_set():

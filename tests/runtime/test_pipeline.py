@@ -558,6 +558,41 @@ def test_cli_a_face_on_one_frame_only_is_not_classified_and_said(artifacts, astr
     assert "no face found in 30 frames" in err and "Traceback" not in err
 
 
+def test_the_report_counts_the_faces_it_draws(artifacts, two_faces):
+    """SourceReport.faces counts the faces of confirmed tracks, a track's first (tentative) frame once it is
+    confirmed: the same faces the annotated video draws (back-filled first frames included)."""
+    with Pipeline(artifacts / "hac.onnx", engine="ort", keep_boxes=True) as pipe:
+        list(pipe.run([two_faces]))
+    (report,) = pipe.reports
+    drawn = sum(len(pairs) for pairs in report.boxes.values())
+    assert report.faces == drawn > 30 and report.frames == 30  # Obama on all 30 frames, Biden on some
+    assert {t for pairs in report.boxes.values() for t, _ in pairs} == {0, 1}
+
+
+@pytest.mark.parametrize("frames_with_face", [20, 1])
+def test_a_face_cut_by_the_frame_is_counted_as_low_quality_only_once_confirmed(artifacts, tmp_path, frames_with_face):
+    """face_recognition's obama_partial_face (a face cut by the photo's edge, alignment quality < 0.2): on every
+    frame, it is a face of low quality, said in one line; on the first frame only, its track is never confirmed:
+    no face, no low-quality face, one unconfirmed track."""
+    part = photo("obama_partial_face.jpg")[:694, :300]
+    path = tmp_path / "cut.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (300, 694))
+    for i in range(20):
+        w.write(part if i < frames_with_face else np.full_like(part, 90))
+    w.release()
+    errors = []
+    with Pipeline(artifacts / "hac.onnx", engine="ort", on_error=lambda n, m: errors.append(m)) as pipe:
+        assert list(pipe.run([path])) == []
+    (r,) = pipe.reports
+    if frames_with_face == 20:
+        assert (r.faces, r.low_quality, r.unconfirmed) == (20, 20, 0)
+        assert errors == ["20 of 20 faces below alignment quality 0.2 (turned away or cut by the frame's edge): "
+                          "not classified"]
+    else:
+        assert (r.faces, r.low_quality, r.unconfirmed) == (0, 0, 1)
+        assert len(errors) == 1 and errors[0].startswith("1 face track(s) not found again by a later detection")
+
+
 @pytest.mark.parametrize("value", ["abc", ""])
 def test_cli_new_face_score_not_a_number_is_bad_usage(artifacts, two_faces, capsys, value):
     code, out, err = hac_run([two_faces, "--model", artifacts / "hac.onnx", "--new-face-score", value], capsys)
