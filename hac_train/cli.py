@@ -129,8 +129,8 @@ def synth_command(out, clips, seed, frames, size, fmt, quiet):
     if s["faces_missing"]:
         from hac_train.synth import MAX_TRIES
 
-        click.echo(f"hac-synth: {len(s['faces_missing'])} clip(s) still without a face on some frame after "
-                   f"{MAX_TRIES} draws (hac-prepare leaves those frames out): "
+        click.echo(f"hac-synth: {len(s['faces_missing'])} clip(s) still without a usable face on some frame after "
+                   f"{MAX_TRIES} draws (training leaves those frames out): "
                    f"{', '.join(s['faces_missing'][:5])}{' ...' if len(s['faces_missing']) > 5 else ''}", err=True)
 
 

@@ -11,9 +11,10 @@ background and colour (four identities are few: the model must learn the
 expressions, not the faces) and the "in the wild" factors of §4.1/§4.4: head
 pose (roll, yaw-like squeeze, scale, drift), an illumination gradient, blur,
 noise, grey-scale frames. A clip is redrawn (up to ``MAX_TRIES`` times) until
-hac-prepare's face stage (``FaceProcessor``, default detector) gives it a face on
-every frame: a detection on each, strong enough to start the face on the first
-and to confirm it on the second (``faces.processor``).
+the face stage of hac-train's cache (``FaceProcessor``, default detector, as
+``hac-prepare --faces largest``) keeps a face on every frame of the written video:
+detected, strong enough to start on the first frame and be confirmed on the
+second (``faces.processor``), and of alignment quality (``faces.quality``).
 
 The expressions are caricatures of the FACS prototypes, not real emotions: a
 model trained on them learns these warps, nothing about real faces. Clips of
@@ -36,7 +37,7 @@ from hac_runtime.atomic import atomic_path, check_output_dir
 from hac_runtime.errors import HacError
 from hac_runtime.faces.detectors import DEFAULT_DETECTOR
 
-MAX_TRIES = 6  # clip parameters drawn until hac-prepare's face stage finds every frame's face
+MAX_TRIES = 6  # clip parameters drawn until the cache's face stage keeps every frame's face
 STRENGTH = 1.25  # caricature: the apex displacements below, scaled
 EXPRESSIONS = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
 FORMATS = ("mp4", "frames")
@@ -430,11 +431,11 @@ def render_clip(warper: ExpressionWarper, expression: str, p: dict, size: int, r
 
 
 def _faces_found(processor, path: Path, frames: int) -> bool:
-    """Whether ``processor`` (hac-prepare's face stage) gives every one of the clip's ``frames`` a face."""
+    """Whether ``processor`` (the cache's face stage) keeps a face (``ok``) on every one of the clip's ``frames``."""
     from hac_runtime.media import open_source
 
     with open_source(path) as src:
-        found = [ff.box is not None for ff in processor.process(src)]
+        found = [ff.ok for ff in processor.process(src)]
     return len(found) == frames and all(found)
 
 
@@ -481,7 +482,7 @@ def synthesize(out, clips: int = 140, seed: int = 0, frames: int = 12, size: int
     """Write ``clips`` labelled synthetic clips (balanced over the seven expressions and the identities) to ``out``.
 
     Returns a summary ``{"out", "clips", "identities", "classes", "manifest", "faces_missing"}`` (the clips
-    still without a face on some frame after ``MAX_TRIES`` draws).
+    still without a kept face on some frame after ``MAX_TRIES`` draws).
     """
     if clips < 1:
         raise HacError(f"--clips must be >= 1, got {clips}")
@@ -513,12 +514,12 @@ def synthesize(out, clips: int = 140, seed: int = 0, frames: int = 12, size: int
             name = f"{identity}-{n:04d}" + (".mp4" if fmt == "mp4" else "")
             path = out / expression / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            for _attempt in range(MAX_TRIES):  # quality gate: hac-prepare must find every frame's face
+            for _attempt in range(MAX_TRIES):  # quality gate: the cache must keep every frame's face
                 p = clip_params(crng, frames)
                 _write_clip(path, list(render_clip(warper, expression, p, size, crng)), fmt, fps)
                 if _faces_found(faces, path, frames):  # as written: the video's compression moves the scores
                     break
-            else:  # kept (the class stays balanced); hac-prepare skips the frames it finds no face on
+            else:  # kept (the class stays balanced); training leaves out the frames without a face
                 missing.append(f"{expression}/{name}")
             rows.append({"path": f"{expression}/{name}", "label": expression, "subject": identity,
                          "split": split[identity], "frames": frames, "photo": warper.photo.name,

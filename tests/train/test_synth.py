@@ -68,22 +68,22 @@ def test_synthetic_faces_are_found_by_the_pipeline(synth_set):
 
 
 def faces_found(path) -> list[bool]:
-    """Per frame of a written clip: whether hac-prepare's face stage gives it a face."""
+    """Per frame of a written clip: whether the cache's face stage keeps a face (``ok``)."""
     from hac_runtime.faces import FaceProcessor
 
     with open_source(path) as src:
-        return [ff.box is not None for ff in FaceProcessor(size=64).process(src)]
+        return [ff.ok for ff in FaceProcessor(size=64).process(src)]
 
 
 def test_the_gate_is_hac_prepares_face_stage_and_a_clip_it_never_passed_is_named(tmp_path):
-    """Each clip is redrawn until hac-prepare finds its face on every frame of the written video (a strong
-    detection starting the face, found again on the next frame); seed 5's third clip (disgust, astronaut)
-    fails all six draws: it is kept, and named in one line."""
+    """Each clip is redrawn until hac-train's cache keeps a face on every frame of the written video (a strong
+    detection starting the face, found again on the next frame, of alignment quality); seed 5's third clip
+    (disgust, astronaut) fails all six draws: it is kept, and named in one line."""
     rc, out, err = run_cli("hac-synth", "--out", tmp_path / "s", "--clips", "3", "--seed", "5", "--frames", "6",
                            "--quiet")
     assert rc == 0, err
-    assert count_lines(err) == 1 and err.startswith("hac-synth: 1 clip(s) still without a face on some frame "
-                                                    "after 6 draws"), err
+    assert count_lines(err) == 1 and err.startswith("hac-synth: 1 clip(s) still without a usable face on some "
+                                                    "frame after 6 draws"), err
     rows = list(csv.DictReader(open(tmp_path / "s" / "manifest.csv")))
     for r in rows:
         found = faces_found(tmp_path / "s" / r["path"])
