@@ -55,6 +55,20 @@ def test_exported_program_batch_range(untrained_export, tiny_ckpt):
         assert isinstance(out, torch.Tensor) and out.shape == (2, 3)
 
 
+def test_exported_program_of_batch_one(tiny_ckpt, tmp_path):
+    """--batch 1:1:1 (hac-bench --batch 1): torch.export refuses a range of one value; the artifact's range
+    is its manifest's, [1, 1], and a batch of 2 is refused before the program runs."""
+    report = export(tiny_ckpt, formats="pt2", batch="1:1:1", out=tmp_path / "out", verbose=False)
+    path = report.path("pt2")
+    m = read_manifest(path)
+    assert m["status"] == "passed" and m["input"]["batch"]["max"] == 1, m.get("parity")
+    x = np.random.default_rng(4).standard_normal((2, 3, 3, 64, 64)).astype(np.float32)
+    with load_engine(path) as engine:
+        np.testing.assert_allclose(engine.infer(x[:1]), _eager(tiny_ckpt, x[:1]), atol=1e-4, rtol=1e-4)
+        with pytest.raises(HacError, match="exceeds its maximum batch 1"):
+            engine.infer(x)
+
+
 @pytest.mark.slow
 def test_aoti_package_compiles_loads_and_matches(tiny_ckpt, tmp_path):
     report = export(tiny_ckpt, formats="aoti", batch="1:2:4", out=tmp_path / "out", verbose=False)
