@@ -12,6 +12,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def markdown(doc: dict) -> str:
+    from hac_export.bench.report import peaks_line
+
     m = doc["machine"]
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; "
@@ -19,9 +21,7 @@ def markdown(doc: dict) -> str:
         f"Model: {doc['model']['config']['backbone']}, k={doc['model']['k']}, {doc['model']['image_size']} px, "
         f"{doc['model']['gflops_per_clip']} GFLOP per clip, {'trained' if doc['model']['trained'] else 'untrained (seeded)'}. "
         f"Inputs: {doc['inputs']}.",
-        f"Baseline: {doc['baseline']}. Peaks: " + ", ".join(
-            f"{k[:-7].upper()} {v}" for k, v in doc["peak"].items() if k.endswith("_gflops") and k[:-7] in
-            ("fp32", "tf32", "fp16", "bf16", "int8")) + f" GFLOP/s ({doc['peak']['how']}).",
+        f"Baseline: {doc['baseline']}. P{peaks_line(doc['peak'])[1:]}.",
         "",
         "| engine | format | precision | batch | status | MB | p50 ms | p90 ms | p99 ms | clips/s | frames/s | speedup vs eager | % of peak (its precision) | max abs | top-1 agree |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -16,6 +16,14 @@ max abs largest logit error against eager FP32 on the parity clips · top-1 shar
 (the full verdict, with cosine and logit_err_rel, is in each artifact's manifest)"""
 
 
+def peaks_line(peak: dict) -> str:
+    """``peaks FP32 …, BF16 …, INT8 … GFLOP/s (how)``: every precision this machine's peak was probed in."""
+    names = [n for n in ("fp32", "tf32", "fp16", "bf16", "int8") if peak.get(f"{n}_gflops")]
+    figures = ", ".join(f"{n.upper()} {peak[f'{n}_gflops']}" for n in names) or f"FP32 {peak['peak_gflops']}"
+    missing = f"; OpenVINO not probed: {peak['openvino_missing']}" if peak.get("openvino_missing") else ""
+    return f"peaks {figures} GFLOP/s ({peak['how']}{missing})"
+
+
 def _f(v, fmt):
     return "—" if v is None else format(v, fmt)
 
@@ -31,8 +39,7 @@ def print_table(doc: dict, console=None) -> None:
     m = doc["machine"]
     title = (f"hac-bench · {m['gpu'] or m['cpu']} · {doc['model']['config']['backbone']} k={doc['model']['k']} "
              f"{doc['model']['image_size']}px · {doc['model']['gflops_per_clip']} GFLOP/clip")
-    table = Table(title=title, caption=f"speedup vs {doc['baseline']}; peak {doc['peak']['peak_gflops']} GFLOP/s "
-                                       f"({doc['peak']['how']})")
+    table = Table(title=title, caption=f"speedup vs {doc['baseline']}; {peaks_line(doc['peak'])}")
     gpu = any("device_p50_ms" in r for r in doc["results"])
     cols = ["engine", "format", "prec", "batch", "status", "MB", "p50 ms", "p90 ms", "p99 ms"]
     cols += ["GPU ms", "H2D ms", "D2H ms"] if gpu else []

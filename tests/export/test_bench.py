@@ -1,4 +1,5 @@
 """hac-bench on a tiny model: every field present, statuses right, the JSON and the table agree. No timing thresholds."""
+import importlib.util
 import json
 
 import pytest
@@ -30,6 +31,13 @@ def test_every_field_present(bench):
     if not torch.cuda.is_available():  # each precision has a peak of its own on this machine (issue 14)
         peak = doc["peak"]
         assert peak["fp32_gflops"] == peak["peak_gflops"] and peak["int8_gflops"] > 0 and peak["bf16_gflops"] > 0
+        # a precision's peak is its best probe: ORT's QDQ conv, torch.mm BF16, and OpenVINO's where it runs
+        assert peak["int8_gflops"] >= peak["ort_int8_gflops"] and peak["bf16_gflops"] >= peak["torch_bf16_gflops"]
+        assert peak["fp32_gflops"] == max(peak["matmul_gflops"], peak["conv_gflops"], peak.get("openvino_fp32_gflops", 0))
+        if importlib.util.find_spec("openvino") is not None and "openvino_missing" not in peak:
+            assert peak["int8_gflops"] >= peak["openvino_int8_gflops"] > 0 and "in OpenVINO" in peak["how"]
+        else:  # not installed, or refused on this CPU: said, and the ORT/torch probes stand
+            assert "openvino_int8_gflops" not in peak and peak["openvino_missing"]
     assert "eager PyTorch FP32, inference_mode" in doc["baseline"]
     # untrained default-like model: the table must say parity means little
     assert any("untrained" in n for n in doc["notes"])
@@ -104,6 +112,8 @@ def test_json_file_matches_and_table_shows_it(bench):
     if not torch.cuda.is_available():
         assert text.count("unavailable") >= 6 and "no CUDA GPU" in text
     flat = " ".join(text.split())
+    # every precision's peak under the table, each that precision's own probe
+    assert f"FP32 {doc['peak']['fp32_gflops']}" in flat and f"INT8 {doc['peak']['int8_gflops']}" in flat
     for column in ("p50/p90/p99 ms", "clips/s", "speedup", "% peak", "max abs", "top-1"):
         assert column in flat, column  # every column explained under the table
     # a reason is shown as written: an install hint's [extra] is not taken for rich markup
