@@ -8,8 +8,8 @@ INT8 artifacts). BF16: ``torch.mm`` in bfloat16 (oneDNN; AVX512-BF16/AMX where t
 CPU has them). Where OpenVINO is installed and compiles here, the convolution is
 also run in it at each precision (FP32, BF16 hint, the QDQ graph), and each
 precision's peak is its best probe: on a CPU with AMX, OpenVINO's INT8 convolution
-ran 2.3× ONNX Runtime's, and a peak measured by ORT alone put OpenVINO INT8 at
-188 % "of peak". On a GPU: ``torch.mm`` per precision.
+ran about 2× ONNX Runtime's, and a peak measured by ORT alone put OpenVINO INT8
+at 188 % "of peak". On a GPU: ``torch.mm`` per precision.
 The convolution takes a batch of frames, as the model's trunk does. ``hac-bench``
 probes before and after its timings and keeps the best (``best_peak``): a probe
 that ran while the machine was briefly busy must not make the engines look
