@@ -69,9 +69,9 @@ def _qdq_conv_model(c: int, hw: int, n: int = 1):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _openvino_convs(c: int, hw: int, n: int) -> tuple[dict, str | None]:
-    """Callables running the probe convolution in OpenVINO per precision (``fp32``, ``bf16`` where the CPU
-    has it, ``int8``: the QDQ graph), or ({}, why not) where OpenVINO is missing or cannot compile here."""
+def _openvino_convs(models: dict, x: np.ndarray) -> tuple[dict, str | None]:
+    """Callables running the probe ``models`` (precision → ONNX model: ``fp32``, ``bf16`` where the CPU has it,
+    ``int8``) on ``x`` in OpenVINO, or ({}, why not) where OpenVINO is missing or cannot compile here."""
     import tempfile
     from pathlib import Path
 
@@ -82,11 +82,9 @@ def _openvino_convs(c: int, hw: int, n: int) -> tuple[dict, str | None]:
 
     if importlib.util.find_spec("openvino") is None:  # optional
         return {}, "OpenVINO not installed"
-    x = np.random.default_rng(1).standard_normal((n, c, hw, hw), np.float32)
     fns = {}
     with tempfile.TemporaryDirectory(prefix="hac-peak-") as tmp:
-        files = {"fp32": _conv_model(c, hw, n), "bf16": _conv_model(c, hw, n), "int8": _qdq_conv_model(c, hw, n)}
-        for precision, model in files.items():
+        for precision, model in models.items():
             path = Path(tmp) / f"{precision}.onnx"
             onnx.save(model, path)
             try:
@@ -138,7 +136,8 @@ def measure_cpu_peak(seconds: float = 2.0) -> dict:
     def session(model):
         return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
-    mm, conv, qconv = session(_matmul_model(n)), session(_conv_model(c, hw, frames)), session(_qdq_conv_model(c, hw, frames))
+    conv_model, qconv_model = _conv_model(c, hw, frames), _qdq_conv_model(c, hw, frames)
+    mm, conv, qconv = session(_matmul_model(n)), session(conv_model), session(qconv_model)
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
     # BF16 at 2048² where the CPU multiplies BF16 natively; a CPU without (AVX2 only) emulates it ~100× slower,
     # and 2048² took minutes a call there: 512² (a quarter of a second) measures the same rate.
@@ -152,7 +151,7 @@ def measure_cpu_peak(seconds: float = 2.0) -> dict:
     x = rng.standard_normal((frames, c, hw, hw), np.float32)
     fns = {"matmul": lambda: mm.run(None, {"a": a, "b": b}), "conv": lambda: conv.run(None, {"x": x}),
            "int8": lambda: qconv.run(None, {"x": x}), "bf16": lambda: ta @ tb}
-    ov_fns, ov_missing = _openvino_convs(c, hw, frames)
+    ov_fns, ov_missing = _openvino_convs({"fp32": conv_model, "bf16": conv_model, "int8": qconv_model}, x)
     fns.update({f"openvino_{p}": f for p, f in ov_fns.items()})
     times = steady_times(fns, seconds)
     conv_flops = 2.0 * frames * c * c * 9 * hw * hw
