@@ -77,13 +77,14 @@ def prepare_clip(source, out_dir, processor, name: str | None = None, on_frames=
                     on_frames(pending)
                     pending = 0
             summary.warnings = list(src.warnings)
-            if summary.faces == 0 and found:
-                summary.warnings.append(f"{name}: {low_quality_note(found)}: no face kept")
-            elif summary.faces == 0 and processor.unconfirmed:
-                summary.warnings.append(f"{name}: {unconfirmed_note(processor.unconfirmed)}: no face kept")
-            elif summary.faces == 0 and processor.weak_detections:
-                summary.warnings.append(weak_detections_note(processor.weak_detections,
-                                                             processor.detector.new_face_score))
+            if summary.faces == 0:  # why: faces all below quality, else not found again, else all too weak
+                if found:
+                    summary.warnings.append(f"{name}: {low_quality_note(found)}: no face kept")
+                elif processor.unconfirmed:
+                    summary.warnings.append(f"{name}: {unconfirmed_note(processor.unconfirmed)}: no face kept")
+                elif processor.weak_detections:
+                    summary.warnings.append(weak_detections_note(processor.weak_detections,
+                                                                 processor.detector.new_face_score))
         if on_frames and pending:
             on_frames(pending)
         m = {"format": FORMAT, "clip": name, "source": fp, "settings": settings, "frames": summary.frames,
