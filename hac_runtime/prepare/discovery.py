@@ -3,15 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hac_runtime.media import VIDEO_EXTS, image_files, is_frame_sequence, natural_key
+from hac_runtime.media import VIDEO_EXTS, image_files, is_frame_sequence, natural_key, stray_images
 
 
-def collect_clips(inputs, folders_are_clips: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Clip sources from the inputs (files; image folders; dataset trees searched), and ``(input, reason)`` failures.
+def collect_clips(inputs, folders_are_clips: bool = False
+                  ) -> tuple[list[Path], list[tuple[str, str]], list[str]]:
+    """Clip sources from the inputs (files; image folders; dataset trees searched), ``(input, reason)``
+    failures, and warnings for people.
 
     A folder of images is one clip when it is a frame sequence (``media.is_frame_sequence``), else each
-    photo is a clip of its own; ``folders_are_clips``: every image folder is one clip (a dataset's clips)."""
-    clips, failed, seen = [], [], set()
+    photo is a clip of its own, and a folder that is photos only because of a few other images among its
+    numbered frames (``media.stray_images``) is said; ``folders_are_clips``: every image folder is one clip
+    (a dataset's clips)."""
+    clips, failed, seen, warnings = [], [], set(), []
 
     def add(p: Path):
         key = p.resolve()
@@ -23,6 +27,13 @@ def collect_clips(inputs, folders_are_clips: bool = False) -> tuple[list[Path], 
         if folders_are_clips or is_frame_sequence(files):
             add(p)
         else:
+            if others := stray_images(files):
+                frame = next(f for f in files if f not in others)
+                names = ", ".join(f.name for f in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                warnings.append(f"{p}: read as {len(files)} separate photos, not one clip of frames: "
+                                f"{len(files) - len(others)} are numbered frames like {frame.name}, "
+                                f"{len(others)} {'is' if len(others) == 1 else 'are'} not ({names}); move "
+                                f"{'it' if len(others) == 1 else 'those'} out to read the frames as one clip")
             for f in files:
                 add(f)
 
@@ -45,7 +56,7 @@ def collect_clips(inputs, folders_are_clips: bool = False) -> tuple[list[Path], 
                     add_folder(f, image_files(f))
                 else:
                     add(f)
-    return clips, failed
+    return clips, failed, warnings
 
 
 def _search(folder: Path, visited: set | None = None) -> list[Path]:

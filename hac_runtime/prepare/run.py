@@ -41,9 +41,9 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
     options = {"detector": detector, "aligner": aligner, "size": size, "detect_every": detect_every,
                "new_face_score": new_face_score}
     settings = {**_settings(options), "faces": faces}
-    sources, failed = collect_clips(inputs, folders_are_clips)
+    sources, failed, warnings = collect_clips(inputs, folders_are_clips)
     names = clip_names(sources, existing_sources(out))
-    summary = PrepareSummary(out, failed=failed)
+    summary = PrepareSummary(out, failed=failed, warnings=warnings)
     results: dict[str, list[ClipSummary]] = {}  # source name → its clips
     jobs = []
     remove_stale_partials(out)
@@ -63,6 +63,8 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
     report = Report(console, failures=len(sources) + len(failed) > 1)
     for _, why in failed:
         report.failure(why)
+    for line in warnings:
+        report.warning(line)
     if jobs:
         out.mkdir(parents=True, exist_ok=True)
         with ClipProgress(console, len(jobs)) as bar:

@@ -28,6 +28,7 @@ class PrepareSummary:
     out: Path
     clips: list[ClipSummary] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  #: about the inputs (``discovery.collect_clips``)
     seconds: float = 0.0
     workers: int = 1
 
@@ -52,7 +53,8 @@ class PrepareSummary:
         if self.failed:
             lines.append(f"{len(self.failed)} input(s) could not be used:")
             lines += [f"  {why}" for _, why in self.failed]
-        notes = list(dict.fromkeys(w for c in self.clips if not c.skipped for w in c.warnings)) if warnings else []
+        notes = list(dict.fromkeys(self.warnings + [w for c in self.clips if not c.skipped for w in c.warnings])
+                     ) if warnings else []
         if notes:
             lines.append("warnings:")
             lines += [f"  {w}" for w in notes]

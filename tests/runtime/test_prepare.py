@@ -213,6 +213,30 @@ def test_a_folder_of_separate_photos_is_one_clip_per_photo(tmp_path, photos, cap
     assert [c.name for c in s.clips] == ["album"] and s.clips[0].faces == 3
 
 
+def test_a_frame_folder_with_a_stray_image_is_said(tmp_path, photos, capsys):
+    """A sequence folder with one other image (a cover) is read as photos, one clip each, by the rule above;
+    that is said in one line naming the stray image, on the console and in the summary of a quiet run. An
+    album whose names share no one numbered prefix is not."""
+    from hac_runtime.media import stray_images
+
+    seq = tmp_path / "S005" / "001"
+    write_face_frames(seq, photos["obama.jpg"], n_frames=4, pattern="S005_001_{:08d}.png", size=(320, 240))
+    cv2.imwrite(str(seq / "cover.jpg"), photos["biden.jpg"])
+    code, out, err = run_cli([str(tmp_path / "S005"), "--out", str(tmp_path / "o"), "--size", "48"], capsys)
+    line = (f"{seq}: read as 5 separate photos, not one clip of frames: 4 are numbered frames like "
+            "S005_001_00000000.png, 1 is not (cover.jpg); move it out to read the frames as one clip")
+    assert code == 0 and f"hac-prepare: warning: {line}" in err.replace("\n", " ")
+    code, out, err = run_cli([str(tmp_path / "S005"), "--out", str(tmp_path / "q"), "--size", "48", "-q"], capsys)
+    assert code == 0 and line in out
+    assert stray_images(sorted(seq.iterdir())) == [seq / "cover.jpg"]
+    assert stray_images([Path("beach.jpg"), Path("party1.jpg"), Path("party2.jpg")]) == []  # an album
+    assert stray_images([Path("a.jpg"), Path("f1.png"), Path("f2.png"), Path("f3.png")]) == [Path("a.jpg")]
+    assert stray_images([Path("IMG_1.JPG"), Path("IMG_2.JPG"), Path("x.jpg")]) == []  # a camera's photos
+    seq.joinpath("cover.jpg").unlink()
+    code, out, err = run_cli([str(tmp_path / "S005"), "--out", str(tmp_path / "r"), "--size", "48"], capsys)
+    assert code == 0 and "separate photos" not in err and "1 clip" in out
+
+
 # ---- every face its own clip (issue 16) ----------------------------------------------------------------------------
 def two_people_video(path, photos, n_frames=12):
     """Biden and Obama side by side on one 960x480 canvas, moving (each photo's own motion)."""
