@@ -7,13 +7,25 @@ from hac_runtime.atomic import atomic_path
 from hac_runtime.atomic import write_json as _write_json
 
 
-LEGEND = """columns: MB artifact size · p50/p90/p99 ms latency of one batch (percentiles over the timed calls,
-all runners interleaved) · GPU/H2D/D2H ms (on a GPU) p50 of the engine's compute, copy in and copy out, timed with
-CUDA events on the engine's own stream (eager: compute only, input already on the GPU) · clips/s, frames/s at p50 (a clip is k frames) · speedup p50 of eager over this row's
-p50 · % peak achieved FLOP/s over this machine's measured peak of the row's precision where one was probed (GPU:
-FP32 with TF32 off, TF32, FP16, BF16, INT8; CPU: FP32, BF16, INT8), else the FP32 peak ·
-max abs largest logit error against eager FP32 on the parity clips · top-1 share of clips whose arg-max agrees
-(the full verdict, with cosine and logit_err_rel, is in each artifact's manifest)"""
+#: the table's columns for people, in the table's order (``legend``: only those the table shows)
+LEGEND = (
+    ("MB", "MB artifact size"),
+    ("p50 ms", "p50/p90/p99 ms latency of one batch (percentiles over the timed calls, all runners interleaved)"),
+    ("GPU ms", "GPU/H2D/D2H ms p50 of the engine's compute, copy in and copy out, timed with CUDA events on the "
+               "engine's own stream (eager: compute only, input already on the GPU)"),
+    ("clips/s", "clips/s, frames/s at p50 (a clip is k frames)"),
+    ("speedup", "speedup p50 of eager over this row's p50"),
+    ("% peak", "% peak achieved FLOP/s over this machine's measured peak of the row's precision where one was probed "
+               "(GPU: FP32 with TF32 off, TF32, FP16, BF16, INT8; CPU: FP32, BF16, INT8), else the FP32 peak"),
+    ("max abs", "max abs largest logit error against eager FP32 on the parity clips"),
+    ("top-1", "top-1 share of clips whose arg-max agrees (the full verdict, with cosine and logit_err_rel, is in each "
+              "artifact's manifest)"),
+)
+
+
+def legend(columns: list[str]) -> str:
+    """``columns: …``: what each of the table's ``columns`` means (those without an entry need none)."""
+    return "columns: " + " · ".join(text for col, text in LEGEND if col in columns)
 
 
 def peaks_line(peak: dict) -> str:
@@ -63,7 +75,7 @@ def print_table(doc: dict, console=None) -> None:
             # markup off: reasons hold install hints such as pip install -e '.[openvino]'
             console.print(f"  {r['engine']}/{r['format']}/{r['precision']}: {r['status']}: {r['reason']}",
                           markup=False, highlight=False)
-    console.print(LEGEND, highlight=False)
+    console.print(legend(cols), highlight=False)
     for note in doc.get("notes", []):
         console.print(f"[bold]note:[/] {escape(note)}")
 

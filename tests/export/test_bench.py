@@ -116,6 +116,12 @@ def test_json_file_matches_and_table_shows_it(bench):
     assert f"FP32 {doc['peak']['fp32_gflops']}" in flat and f"INT8 {doc['peak']['int8_gflops']}" in flat
     for column in ("p50/p90/p99 ms", "clips/s", "speedup", "% peak", "max abs", "top-1"):
         assert column in flat, column  # every column explained under the table
+    gpu = any("device_p50_ms" in r for r in doc["results"])
+    assert ("GPU/H2D/D2H" in flat) == gpu  # only the columns the table has
+    timed = dict(doc, results=[{**r, "device_p50_ms": 1.0, "h2d_p50_ms": 0.1, "d2h_p50_ms": 0.1} for r in doc["results"]])
+    console = Console(record=True, width=250)
+    print_table(timed, console)
+    assert "GPU/H2D/D2H" in " ".join(console.export_text().split())
     # a reason is shown as written: an install hint's [extra] is not taken for rich markup
     hint = "OpenVINO is not installed (pip install -e '.[openvino]')"
     odd = dict(doc, results=doc["results"] + [{**doc["results"][0], "engine": "openvino", "status": "unavailable",
