@@ -79,6 +79,9 @@ def test_int8_parity_and_accuracy_on_real_clips(trained_export):
     q = m["quantization"]
     assert q["format"] == "QDQ" and q["calibration"] == "minmax" and q["calibration_clips"] == 24
     assert q["activations"] == "u8 asymmetric" and q["weights"] == "s8 per-channel symmetric"
+    run = parity.get("runs", {}).get("openvino/int8")
+    if run is not None and run.get("passed"):  # where OpenVINO is installed and compiles on this CPU
+        assert run["providers"] == ["openvino-cpu-int8"]  # what it computes in, not its f32 hint for the rest
 
 
 def test_int8_s8_symmetric_form_for_tensorrt(trained_export, trained_ckpt, calib_dir, tmp_path):

@@ -28,7 +28,9 @@ class OpenVinoEngine(Engine):
 
     @property
     def providers(self) -> list[str]:
-        return [f"openvino-cpu-{self.facts['hint']}"]
+        """``openvino-cpu-<precision>``: what it computes in (int8: the QDQ file's quantized layers in INT8, the
+        rest at the ``f32`` precision hint, ``facts["hint"]``; it said ``f32`` alone, read as an FP32 run)."""
+        return [f"openvino-cpu-{self.precision}"]
 
     def _run(self, batch):
         return run_on_host(batch, self._run_host)
