@@ -28,7 +28,8 @@ Clip names come from the input paths: the file or folder name, with as many
 parent folders as needed to tell inputs apart; a source already prepared in OUT
 keeps its name. A folder holding images is one clip when its names are a
 frame sequence (one prefix + a number: ``00012.png``, ``frame012.jpg``); a folder
-of other photos gives one clip per photo (``media.is_frame_sequence``). A folder
+of other photos gives one clip per photo (``media.is_frame_sequence``); one that is
+photos only because of a few other images among numbered frames is said (``media.stray_images``). A folder
 without images is searched for videos and image folders (a dataset tree).
 
 Clips run in parallel worker processes (spawned, so scripts calling ``prepare``
