@@ -45,7 +45,7 @@ class HalfTrunk(torch.nn.Module):
 
 
 def export_program(model, k: int, image_size: int, batch_max: int):
-    """``torch.export`` of ``model`` (eval, CPU) with batch dynamic in ``[1, batch_max]``.
+    """``torch.export`` of ``model`` (eval, CPU) with batch dynamic in ``[1, max(2, batch_max)]``.
 
     The program's range is at least ``[1, 2]``: ``torch.export`` refuses a range of one value, and the
     example batch is 2 (batch 1 would be specialised). A ``batch_max`` of 1 is the manifest's, which the

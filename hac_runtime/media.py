@@ -107,8 +107,8 @@ def is_frame_sequence(files: list[Path]) -> bool:
 def stray_images(files: list[Path]) -> list[Path]:
     """The images that keep a folder of numbered frames from being a frame sequence (``cover.jpg`` or
     ``00012 copy.png`` beside ``00001.png`` … ``00020.png``): none when the folder is a sequence, or unless
-    one prefix numbers at least three of its images and three quarters of them (an album: ``beach.jpg``,
-    ``party1.jpg``, ``party2.jpg``)."""
+    one prefix numbers at least five of its images and three quarters of them (an album: ``beach.jpg``,
+    ``party1.jpg`` … ``party4.jpg``)."""
     if is_frame_sequence(files):
         return []
     counts: dict[str, int] = {}
@@ -116,7 +116,7 @@ def stray_images(files: list[Path]) -> list[Path]:
         if (m := _NUMBERED.match(f.stem)) and not _CAMERA_PREFIXES.match(m.group(1)):
             counts[m.group(1)] = counts.get(m.group(1), 0) + 1
     prefix, n = max(counts.items(), key=lambda kv: kv[1], default=("", 0))
-    if n < 3 or 4 * n < 3 * len(files):
+    if n < 5 or 4 * n < 3 * len(files):
         return []
     return [f for f in files if not ((m := _NUMBERED.match(f.stem)) and m.group(1) == prefix)]
 

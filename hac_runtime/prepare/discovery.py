@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from hac_runtime.media import VIDEO_EXTS, image_files, is_frame_sequence, natural_key, stray_images
 
 
-def collect_clips(inputs, folders_are_clips: bool = False
-                  ) -> tuple[list[Path], list[tuple[str, str]], list[str]]:
-    """Clip sources from the inputs (files; image folders; dataset trees searched), ``(input, reason)``
-    failures, and warnings for people.
+def collect_clips(inputs, folders_are_clips: bool = False, warn: Callable[[str], None] | None = None
+                  ) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Clip sources from the inputs (files; image folders; dataset trees searched), and ``(input, reason)``
+    failures; ``warn`` gets lines for people.
 
     A folder of images is one clip when it is a frame sequence (``media.is_frame_sequence``), else each
     photo is a clip of its own, and a folder that is photos only because of a few other images among its
     numbered frames (``media.stray_images``) is said; ``folders_are_clips``: every image folder is one clip
     (a dataset's clips)."""
-    clips, failed, seen, warnings = [], [], set(), []
+    clips, failed, seen = [], [], set()
 
     def add(p: Path):
         key = p.resolve()
@@ -27,13 +28,13 @@ def collect_clips(inputs, folders_are_clips: bool = False
         if folders_are_clips or is_frame_sequence(files):
             add(p)
         else:
-            if others := stray_images(files):
+            if warn is not None and (others := stray_images(files)):
                 frame = next(f for f in files if f not in others)
                 names = ", ".join(f.name for f in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-                warnings.append(f"{p}: read as {len(files)} separate photos, not one clip of frames: "
-                                f"{len(files) - len(others)} are numbered frames like {frame.name}, "
-                                f"{len(others)} {'is' if len(others) == 1 else 'are'} not ({names}); move "
-                                f"{'it' if len(others) == 1 else 'those'} out to read the frames as one clip")
+                warn(f"{p}: read as {len(files)} separate photos, not one clip of frames: "
+                     f"{len(files) - len(others)} are numbered frames like {frame.name}, "
+                     f"{len(others)} {'is' if len(others) == 1 else 'are'} not ({names}); move "
+                     f"{'it' if len(others) == 1 else 'those'} out to read the frames as one clip")
             for f in files:
                 add(f)
 
@@ -56,7 +57,7 @@ def collect_clips(inputs, folders_are_clips: bool = False
                     add_folder(f, image_files(f))
                 else:
                     add(f)
-    return clips, failed, warnings
+    return clips, failed
 
 
 def _search(folder: Path, visited: set | None = None) -> list[Path]:

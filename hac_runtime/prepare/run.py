@@ -41,7 +41,8 @@ def prepare(inputs, out, detector: str = DEFAULT_DETECTOR, aligner: str = "seque
     options = {"detector": detector, "aligner": aligner, "size": size, "detect_every": detect_every,
                "new_face_score": new_face_score}
     settings = {**_settings(options), "faces": faces}
-    sources, failed, warnings = collect_clips(inputs, folders_are_clips)
+    warnings: list[str] = []
+    sources, failed = collect_clips(inputs, folders_are_clips, warn=warnings.append)
     names = clip_names(sources, existing_sources(out))
     summary = PrepareSummary(out, failed=failed, warnings=warnings)
     results: dict[str, list[ClipSummary]] = {}  # source name → its clips

@@ -220,18 +220,21 @@ def test_a_frame_folder_with_a_stray_image_is_said(tmp_path, photos, capsys):
     from hac_runtime.media import stray_images
 
     seq = tmp_path / "S005" / "001"
-    write_face_frames(seq, photos["obama.jpg"], n_frames=4, pattern="S005_001_{:08d}.png", size=(320, 240))
+    write_face_frames(seq, photos["obama.jpg"], n_frames=5, pattern="S005_001_{:08d}.png", size=(320, 240))
     cv2.imwrite(str(seq / "cover.jpg"), photos["biden.jpg"])
     code, out, err = run_cli([str(tmp_path / "S005"), "--out", str(tmp_path / "o"), "--size", "48"], capsys)
-    line = (f"{seq}: read as 5 separate photos, not one clip of frames: 4 are numbered frames like "
+    line = (f"{seq}: read as 6 separate photos, not one clip of frames: 5 are numbered frames like "
             "S005_001_00000000.png, 1 is not (cover.jpg); move it out to read the frames as one clip")
     assert code == 0 and f"hac-prepare: warning: {line}" in err.replace("\n", " ")
     code, out, err = run_cli([str(tmp_path / "S005"), "--out", str(tmp_path / "q"), "--size", "48", "-q"], capsys)
     assert code == 0 and line in out
     assert stray_images(sorted(seq.iterdir())) == [seq / "cover.jpg"]
-    assert stray_images([Path("beach.jpg"), Path("party1.jpg"), Path("party2.jpg")]) == []  # an album
-    assert stray_images([Path("a.jpg"), Path("f1.png"), Path("f2.png"), Path("f3.png")]) == [Path("a.jpg")]
-    assert stray_images([Path("IMG_1.JPG"), Path("IMG_2.JPG"), Path("x.jpg")]) == []  # a camera's photos
+    album = [Path("beach.jpg")] + [Path(f"party{i}.jpg") for i in range(1, 5)]
+    assert stray_images(album) == []  # a small album: four numbered photos are no frame sequence to hint at
+    frames = [Path(f"f{i}.png") for i in range(5)]
+    assert stray_images(frames + [Path("a.jpg")]) == [Path("a.jpg")]
+    assert stray_images(frames + [Path("a.jpg"), Path("b.jpg")]) == []  # a quarter or more are not frames
+    assert stray_images([Path(f"IMG_{i}.JPG") for i in range(6)] + [Path("x.jpg")]) == []  # a camera's photos
     seq.joinpath("cover.jpg").unlink()
     code, out, err = run_cli([str(tmp_path / "S005"), "--out", str(tmp_path / "r"), "--size", "48"], capsys)
     assert code == 0 and "separate photos" not in err and "1 clip" in out
