@@ -254,6 +254,11 @@ def is_photo(src: FrameSource) -> bool:
     return src.kind == "image" or getattr(src, "frame_count", None) == 1
 
 
+def is_album(src: FrameSource) -> bool:
+    """A folder of separate photos, not of frames (``is_frame_sequence``): each image is a photo of its own."""
+    return src.kind == "folder" and not is_frame_sequence(src.files)
+
+
 def is_stream(source) -> bool:
     """A camera index or a URL (anything with ``://``), as opposed to a file or folder."""
     if isinstance(source, int):

@@ -281,13 +281,19 @@ class Pipeline:
 
     def _source_worker(self, index_of_source: int, source, report: SourceReport, requests: queue.Queue,
                        stop: threading.Event) -> None:
-        from hac_runtime.media import FrameSource, is_photo, is_stream, open_source
+        from hac_runtime.media import FrameSource, is_album, is_photo, is_stream, open_source
 
         stage = src = None
         try:
             src = open_source(source, timeout=self.config.timeout)
             fps = src.fps or self.config.fps
-            stage = self._make_stage(photo=is_photo(src))
+            # a folder of separate photos (as hac-prepare reads one): every face of each is its own track and clip;
+            # read as frames, no face was confirmed by the next one (another photo), and none was classified
+            album = is_album(src)
+            stage = self._make_stage(photo=is_photo(src) or album)
+            if album:
+                self.on_error(report.name, f"read as {len(src.files)} separate photos, each face classified on its "
+                              "own (the image names are not one numbered frame sequence, media.is_frame_sequence)")
             policy = self._policy()
             buffers: dict[int, object] = {}
             # An annotated video or timeline of a track-policy run shows the running decision (sliding
@@ -326,7 +332,8 @@ class Pipeline:
                         emit(policy.on_close(report.name, t.id, buf))
 
             report.fps, report.frame_count = src.fps, getattr(src, "frame_count", None)
-            src.every = every = self.config.analyse_every  # set back when the source ends (it may be re-read)
+            # set back when the source ends (it may be re-read); every photo of an album is looked at
+            src.every = every = 1 if album else self.config.analyse_every
             windows = policy if isinstance(policy, SlidingWindow) else running  # sliding windows, if any
             if windows is not None and windows.holds(fps, every) < self.k:
                 self.on_error(report.name,  # now, not when the source ends: a live one may never end
@@ -379,6 +386,8 @@ class Pipeline:
                         emit(feed(policy, buffers, f.track, face, f.confirmed))
                         if running is not None:
                             emit(feed(running, running_buffers, f.track, face, f.confirmed), for_drawing=True)
+                    if album:  # the next image is another photo: its faces are new ones (new track ids)
+                        close(stage.tracker.close_all())
             finally:
                 report.ended = time.monotonic()
                 if frames.close():  # the decoder thread has ended: the source can be released (else it does)

@@ -257,6 +257,24 @@ def test_cli_good_and_bad_sources(artifacts, two_faces, tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_a_folder_of_separate_photos_gives_each_face_its_own_result(artifacts, face_frames_dir, tmp_path, capsys):
+    """A folder of photos (names that are not one numbered sequence) is read as hac-prepare reads it: each photo
+    a face of its own, on every photo whatever --analyse-every says. Read as frames, no face was confirmed by
+    the next image (another photo) and the run gave no result at all."""
+    album = tmp_path / "album"
+    album.mkdir()
+    for name in ("obama.jpg", "biden.jpg", "obama2.jpg"):
+        cv2.imwrite(str(album / name), photo(name))
+    code, out, err = hac_run([album, "--model", artifacts / "hac.onnx", "--analyse-every", "2"], capsys)
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and f"hac-run: {album}: read as 3 separate photos, each face classified on its own" in err
+    # natural order: biden, obama, obama2; one track per photo, its k frames that photo
+    assert [r["frames"] for r in lines] == [[i] * 3 for i in range(3)] and len({r["track"] for r in lines}) == 3
+    assert all(r["source"] == str(album) and r["source_index"] == 0 for r in lines)
+    code, out, err = hac_run([face_frames_dir[0], "--model", artifacts / "hac.onnx"], capsys)  # frames: one face
+    assert code == 0 and "separate photos" not in err and len(out.splitlines()) == 1
+
+
 def test_cli_exit_2_when_nothing_usable(artifacts, tmp_path, capsys):
     code, out, err = hac_run([tmp_path / "missing.mp4", "--model", artifacts / "hac.onnx"], capsys)
     assert code == 2 and out == ""
