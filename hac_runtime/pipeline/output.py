@@ -196,6 +196,23 @@ class _H264Writer:
             self.container.close()
 
 
+def letterbox(bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``bgr`` scaled to fit ``width`` × ``height`` with its aspect kept, centred on black: the video's size is its
+    first frame's, and a folder's images may differ (an album's photos; OpenCV's writer drops a frame of another
+    size, PyAV's stretches it)."""
+    import cv2
+
+    h, w = bgr.shape[:2]
+    if (w, h) == (width, height):
+        return bgr
+    s = min(width / w, height / h)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    out = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - nw) // 2, (height - nh) // 2
+    out[y:y + nh, x:x + nw] = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return out
+
+
 class _OpenCvWriter:
     def __init__(self, path: Path, fps: float, width: int, height: int, fourcc: str = "MJPG"):
         import cv2
@@ -234,8 +251,8 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
                 for index, bgr in src:
                     frame = np.ascontiguousarray(bgr)
                     if writer is None:
-                        h, w = frame.shape[:2]
-                        writer = (_H264Writer if suffix in H264_SUFFIXES else _OpenCvWriter)(tmp_video, fps, w, h)
+                        size = frame.shape[1], frame.shape[0]
+                        writer = (_H264Writer if suffix in H264_SUFFIXES else _OpenCvWriter)(tmp_video, fps, *size)
                     faces = boxes.get(index, [])
                     panels = []
                     for track, box in faces:
@@ -243,7 +260,7 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
                         panel = draw_face(frame, track, box, decisions.at(track, index), others + panels)
                         if panel is not None:
                             panels.append(panel)
-                    writer.write(frame)
+                    writer.write(letterbox(frame, *size))
                     written += 1
             except HacError:
                 raise

@@ -271,6 +271,15 @@ def test_a_folder_of_separate_photos_gives_each_face_its_own_result(artifacts, f
     # natural order: biden, obama, obama2; one track per photo, its k frames that photo
     assert [r["frames"] for r in lines] == [[i] * 3 for i in range(3)] and len({r["track"] for r in lines}) == 3
     assert all(r["source"] == str(album) and r["source_index"] == 0 for r in lines)
+    # its annotated video: every photo (three sizes), fitted into the first one's size with its aspect kept
+    code, _, _ = hac_run([album, "--model", artifacts / "hac.onnx", "--video-out", tmp_path / "album.avi"], capsys)
+    cap, frames = cv2.VideoCapture(str(tmp_path / "album.avi")), []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    cap.release()
+    assert code == 0 and [f.shape for f in frames] == [photo("biden.jpg").shape] * 3
+    bars = frames[2][:, :8].astype(int)  # obama2.jpg is narrower than biden.jpg: black bars left and right
+    assert bars.max() < 40 and frames[2][:, 150:230].mean() > 40
     code, out, err = hac_run([face_frames_dir[0], "--model", artifacts / "hac.onnx"], capsys)  # frames: one face
     assert code == 0 and "separate photos" not in err and len(out.splitlines()) == 1
 
