@@ -294,7 +294,8 @@ class Pipeline:
             if album:
                 self.on_error(report.name, f"read as {len(src.files)} separate photos, each face classified on its "
                               "own (the image names are not one numbered frame sequence, media.is_frame_sequence)")
-            policy = PerTrack(self.k) if album else self._policy()  # a photo's face: one clip, whatever the run's
+            # a photo's face: one clip, whatever the run's policy (a photo never fills a sliding window)
+            policy = PerTrack(self.k) if album or is_photo(src) else self._policy()
             buffers: dict[int, object] = {}
             # An annotated video or timeline of a track-policy run shows the running decision (sliding
             # windows), not the track's final one painted backwards: those clips are classified for drawing only.

@@ -273,6 +273,7 @@ def test_a_folder_of_separate_photos_gives_each_face_its_own_result(artifacts, f
     assert all(r["source"] == str(album) and r["source_index"] == 0 for r in lines)
     with Pipeline(artifacts / "hac.onnx", policy="window", on_error=lambda *a: None) as pipe:  # a camera's policy
         assert [r["frames"] for r in pipe.run([album])] == [[i] * 3 for i in range(3)]  # still a clip per photo
+        assert [r["frames"] for r in pipe.run([album / "biden.jpg"])] == [[0] * 3]  # and of one photo
     # its annotated video: every photo (three sizes), fitted into the first one's size with its aspect kept
     code, _, _ = hac_run([album, "--model", artifacts / "hac.onnx", "--video-out", tmp_path / "album.avi"], capsys)
     cap, frames = cv2.VideoCapture(str(tmp_path / "album.avi")), []
