@@ -130,6 +130,12 @@ def cli_entry(prog: str):
     return wrap
 
 
+def some_names(names: list[str], shown: int = 3) -> str:
+    """``a, b, c and 2 more``: the first ``shown`` of ``names`` for a one-line message."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def one_line(e: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none)."""
     text = str(e)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from hac_runtime.errors import HacError, one_line
+from hac_runtime.errors import HacError, one_line, some_names
 
 IMAGE_EXTS = frozenset(
     ".png .jpg .jpeg .jpe .bmp .dib .tif .tiff .webp .pgm .ppm .pbm .pnm .pxm .jp2 .exr .hdr .pic .sr .ras .avif .gif"
@@ -111,14 +112,12 @@ def stray_images(files: list[Path]) -> list[Path]:
     ``party1.jpg`` … ``party4.jpg``)."""
     if is_frame_sequence(files):
         return []
-    counts: dict[str, int] = {}
-    for f in files:
-        if (m := _NUMBERED.match(f.stem)) and not _CAMERA_PREFIXES.match(m.group(1)):
-            counts[m.group(1)] = counts.get(m.group(1), 0) + 1
-    prefix, n = max(counts.items(), key=lambda kv: kv[1], default=("", 0))
+    prefixes = [m.group(1) if (m := _NUMBERED.match(f.stem)) else None for f in files]
+    counts = Counter(p for p in prefixes if p is not None and not _CAMERA_PREFIXES.match(p))
+    prefix, n = max(counts.items(), key=lambda kv: kv[1], default=(None, 0))
     if n < 5 or 4 * n < 3 * len(files):
         return []
-    return [f for f in files if not ((m := _NUMBERED.match(f.stem)) and m.group(1) == prefix)]
+    return [f for f, p in zip(files, prefixes) if p != prefix]
 
 
 class FrameSource:
@@ -233,8 +232,7 @@ class FolderSource(FrameSource):
                 continue
             yield i, img
         if bad:
-            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-            self.warnings.append(f"{self.path}: skipped {len(bad)} unreadable image(s): {', '.join(bad[:3])}{more}")
+            self.warnings.append(f"{self.path}: skipped {len(bad)} unreadable image(s): {some_names(bad)}")
 
 
 class ImageListSource(FolderSource):

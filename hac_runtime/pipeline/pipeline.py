@@ -290,12 +290,13 @@ class Pipeline:
             # a folder of separate photos (as hac-prepare reads one): every face of each is its own track and clip;
             # read as frames, no face was confirmed by the next one (another photo), and none was classified
             album = is_album(src)
-            stage = self._make_stage(photo=is_photo(src) or album)
+            photos = album or is_photo(src)
+            stage = self._make_stage(photo=photos)
             if album:
                 self.on_error(report.name, f"read as {len(src.files)} separate photos, each face classified on its "
                               "own (the image names are not one numbered frame sequence, media.is_frame_sequence)")
             # a photo's face: one clip, whatever the run's policy (a photo never fills a sliding window)
-            policy = PerTrack(self.k) if album or is_photo(src) else self._policy()
+            policy = PerTrack(self.k) if photos else self._policy()
             buffers: dict[int, object] = {}
             # An annotated video or timeline of a track-policy run shows the running decision (sliding
             # windows), not the track's final one painted backwards: those clips are classified for drawing only.

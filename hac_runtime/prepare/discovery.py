@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from hac_runtime.errors import some_names
 from hac_runtime.media import VIDEO_EXTS, image_files, is_frame_sequence, natural_key, stray_images
 
 
@@ -30,10 +31,9 @@ def collect_clips(inputs, folders_are_clips: bool = False, warn: Callable[[str],
         else:
             if warn is not None and (others := stray_images(files)):
                 frame = next(f for f in files if f not in others)
-                names = ", ".join(f.name for f in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
                 warn(f"{p}: read as {len(files)} separate photos, not one clip of frames: "
                      f"{len(files) - len(others)} are numbered frames like {frame.name}, "
-                     f"{len(others)} {'is' if len(others) == 1 else 'are'} not ({names}); move "
+                     f"{len(others)} {'is' if len(others) == 1 else 'are'} not ({some_names([f.name for f in others])}); move "
                      f"{'it' if len(others) == 1 else 'those'} out to read the frames as one clip")
             for f in files:
                 add(f)
