@@ -71,9 +71,15 @@ def read_image(path) -> np.ndarray | None:
     return None if img is None or img.size == 0 else to_bgr8(img)
 
 
+_EXTENSION = re.compile(r"^(.+?)(\.[A-Za-z][A-Za-z0-9]{0,4})$")
+
+
 def natural_key(name: str):
-    """Sort key putting ``frame2`` before ``frame10``."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+    """Sort key putting ``frame2`` before ``frame10``, and ``obama.jpg`` before ``obama2.jpg`` (names are compared
+    without their extension first, as ``ls -v`` and file managers do)."""
+    m = _EXTENSION.match(name)
+    stem, ext = m.groups() if m else (name, "")
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", stem)], ext.lower()
 
 
 def image_files(folder) -> list[Path]:

@@ -307,6 +307,8 @@ class Pipeline:
             def emit(req: ClipRequest | None, for_drawing: bool = False):
                 if req is not None:
                     req.source_index, req.for_drawing = index_of_source, for_drawing
+                    if album:  # its frame indices count the photos; the name says which one
+                        req.file = src.file_of(req.frame_start)
                     report.clips += not for_drawing
                     requests.put(req)  # blocks when inference is behind: back-pressure
 
@@ -460,6 +462,8 @@ class Pipeline:
                 "probs": {c: float(v) for c, v in zip(self.classes, p)},
                 "box": [int(v) for v in r.box],
             })
+            if r.file is not None:
+                out[-1]["file"] = r.file
             if alpha is not None:  # eq. 2: how much each sampled frame counted (eq. 3 divides by their sum)
                 out[-1]["attention"] = {"frames": frames, "alpha": [round(float(a), 6) for a in alpha[i]]}
         return out

@@ -36,6 +36,7 @@ class ClipRequest:
     box: tuple
     source_index: int = 0  #: position of the source in the run's list (sources may repeat)
     for_drawing: bool = False  #: a running decision for the annotated video, not a result line
+    file: str | None = None  #: a folder of separate photos: the photo the clip's face is in (``FolderSource.file_of``)
 
 
 class TrackBuffer:

@@ -71,6 +71,8 @@ def test_frame_folder_in_natural_order(tmp_path, astronaut):
     for i, img in frames:
         np.testing.assert_array_equal(img, cv2.imread(str(folder / f"img{i}.png")))
     assert sorted(["f10", "f2", "F1"], key=natural_key) == ["F1", "f2", "f10"]
+    assert sorted(["obama2.jpg", "obama.jpg", "f10.png", "f2.PNG", "clip.10", "clip.2"], key=natural_key) == [
+        "clip.2", "clip.10", "f2.PNG", "f10.png", "obama.jpg", "obama2.jpg"]  # the stem first, as ls -v
 
 
 def test_unreadable_frame_leaves_a_gap_and_a_warning(tmp_path, astronaut):

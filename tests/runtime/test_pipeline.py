@@ -271,9 +271,14 @@ def test_a_folder_of_separate_photos_gives_each_face_its_own_result(artifacts, f
     # natural order: biden, obama, obama2; one track per photo, its k frames that photo
     assert [r["frames"] for r in lines] == [[i] * 3 for i in range(3)] and len({r["track"] for r in lines}) == 3
     assert all(r["source"] == str(album) and r["source_index"] == 0 for r in lines)
+    assert [r["file"] for r in lines] == ["biden.jpg", "obama.jpg", "obama2.jpg"]  # which photo each result is of
     with Pipeline(artifacts / "hac.onnx", policy="window", on_error=lambda *a: None) as pipe:  # a camera's policy
         assert [r["frames"] for r in pipe.run([album])] == [[i] * 3 for i in range(3)]  # still a clip per photo
-        assert [r["frames"] for r in pipe.run([album / "biden.jpg"])] == [[0] * 3]  # and of one photo
+        one = list(pipe.run([album / "biden.jpg"]))
+        assert [r["frames"] for r in one] == [[0] * 3] and "file" not in one[0]  # and of one photo: its source
+    with Pipeline(artifacts / "hac.onnx", on_error=lambda *a: None) as pipe:
+        frames_folder = list(pipe.run([face_frames_dir[0]]))
+        assert frames_folder and all("file" not in r for r in frames_folder)  # a frame folder's clips span files
     # its annotated video: every photo (three sizes), fitted into the first one's size with its aspect kept
     code, _, _ = hac_run([album, "--model", artifacts / "hac.onnx", "--video-out", tmp_path / "album.avi"], capsys)
     cap, frames = cv2.VideoCapture(str(tmp_path / "album.avi")), []
