@@ -63,7 +63,7 @@ def _site_packages(venv: Path) -> Path:
 
 
 class TritonServer:
-    """``with TritonServer(venv, repo) as srv:`` → ``srv.grpc_url("hac_onnx_fp32")``, ``srv.kill()``."""
+    """``with TritonServer(venv, repo) as srv:`` → ``srv.grpc_url("hac_onnx_fp32")``, ``srv.kill()``, ``srv.hang()``."""
 
     def __init__(self, venv: Path, repo: Path, ready_timeout: float = 180.0):
         self.venv, self.repo, self.ready_timeout = Path(venv), Path(repo), ready_timeout
@@ -129,9 +129,14 @@ class TritonServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
+    def hang(self) -> None:
+        """SIGSTOP: the server and its stubs stop answering but keep their sockets open (a hung server)."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a hung one (``hang``) takes the signal once running
             try:
                 self.proc.wait(timeout=40)
             except subprocess.TimeoutExpired:

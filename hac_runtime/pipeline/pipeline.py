@@ -29,6 +29,7 @@ from hac_runtime.clips import normalize
 from hac_runtime.errors import BatchFailed, HacError, HacException, left_blocked, one_line
 from hac_runtime.pipeline.config import DEFAULTS, PipelineConfig
 from hac_runtime.pipeline.batcher import DynamicBatcher
+from hac_runtime.pipeline.breaker import CircuitBreaker
 from hac_runtime.pipeline.policy import BufferedFace, ClipRequest, PerTrack, SlidingWindow
 from hac_runtime.pipeline.progress import lag_warning
 
@@ -164,6 +165,7 @@ class SourceReport:
     running: list = field(default_factory=list)  # track policy + video or timeline: the sliding-window decisions
     unclassified: int = 0  # clips of batches the engine could not run (BatchFailed)
     unclassified_reason: str | None = None
+    reasons_said: set = field(default_factory=set)  # each reason clips went unclassified for is said once
     seconds: dict = field(default_factory=lambda: defaultdict(float))  # busy time per stage
 
 
@@ -229,6 +231,7 @@ class Pipeline:
         self.reports: list[SourceReport] = []
         self.seconds: dict[str, float] = defaultdict(float)  # inference-side busy time: preprocess, infer
         self.batches: list[int] = []
+        self.breaker: CircuitBreaker | None = None  #: the last run's (how many batches it did not send)
         self._drain = threading.Event()
 
     def _load_face_models(self) -> None:
@@ -468,9 +471,10 @@ class Pipeline:
                 out[-1]["attention"] = {"frames": frames, "alpha": [round(float(a), 6) for a in alpha[i]]}
         return out
 
-    def _batch_failed(self, reqs: list[ClipRequest], e: BatchFailed) -> None:
+    def _batch_failed(self, reqs: list[ClipRequest], e: BatchFailed, sent: bool = True) -> None:
         """Count, per source, the clips of a failed batch (``SourceReport.unclassified``); say it when the reason
-        is new for that source (a dead server fails every batch the same way: the run's last line sums them)."""
+        is new for that source (a dead server fails every batch the same way: the run's last line sums them).
+        ``sent=False``: the breaker kept the batch from the engine; the engine's own reason stays the one kept."""
         by_source: dict[int, int] = defaultdict(int)
         for r in reqs:
             by_source[r.source_index] += not r.for_drawing
@@ -478,9 +482,11 @@ class Pipeline:
             n = by_source.get(i, 0)
             if n:
                 report.unclassified += n
-                if report.unclassified_reason != str(e):  # the same reason again is counted, not repeated
+                if str(e) not in report.reasons_said:  # the same reason again is counted, not repeated
+                    report.reasons_said.add(str(e))
                     self.on_error(report.name, f"{n} clip(s) not classified: {e}")
-                report.unclassified_reason = str(e)
+                if sent or report.unclassified_reason is None:
+                    report.unclassified_reason = str(e)
 
     def run(self, sources: Iterable) -> Iterator[dict]:
         """Yield one result dict (CONTRACTS.md "Results line") per classified clip, as they come."""
@@ -501,16 +507,23 @@ class Pipeline:
 
         def infer_loop():
             batcher = DynamicBatcher(requests, self.max_batch, self.config.max_wait)
+            breaker = self.breaker = CircuitBreaker()
             try:
                 while True:
                     batch = batcher.next_batch()
                     if not batch:
                         break
+                    refused = breaker.refusal()  # a server that failed batches in a row is given a pause
+                    if refused is not None:
+                        self._batch_failed(batch, refused, sent=False)
+                        continue
                     try:
                         out = self._infer(batch)
                     except BatchFailed as e:  # this batch is lost (a server down or slow); the next is tried
+                        breaker.failed(e)
                         self._batch_failed(batch, e)
                         continue
+                    breaker.succeeded()
                     for req, res in zip(batch, out):
                         if req.for_drawing:  # a running decision, for the annotated video only
                             self.reports[req.source_index].running.append(res)

@@ -26,12 +26,15 @@ class RunSummary:
     engine: str
     unclassified: int = 0  #: clips whose batch the engine could not run (a Triton server down mid-run)
     unclassified_reason: str | None = None
+    not_sent: int = 0  #: of their batches, those the circuit breaker kept from a failing engine (``breaker``)
 
     def failure(self) -> str | None:
         """One line when clips went unclassified (the run's exit code is then 1), else None."""
         if not self.unclassified:
             return None
-        return (f"{self.unclassified} clip(s) not classified ({self.unclassified_reason}); "
+        paused = (f"; {self.not_sent} of their batches not sent, the engine having failed several in a row"
+                  if self.not_sent else "")
+        return (f"{self.unclassified} clip(s) not classified ({self.unclassified_reason}){paused}; "
                 f"the {self.results} result(s) classified were written")
 
 
@@ -147,4 +150,5 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
     ok = sum(r.error is None for r in reports)
     lost = [r for r in reports if r.unclassified]
     return RunSummary(count, ok, len(reports) - ok, sum(r.faces for r in reports), pipe.engine.kind,
-                      sum(r.unclassified for r in lost), lost[-1].unclassified_reason if lost else None)
+                      sum(r.unclassified for r in lost), lost[-1].unclassified_reason if lost else None,
+                      pipe.breaker.not_sent if pipe.breaker is not None else 0)

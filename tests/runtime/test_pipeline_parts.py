@@ -6,7 +6,9 @@ import threading
 import numpy as np
 import pytest
 
+from hac_runtime.errors import BatchFailed
 from hac_runtime.pipeline.batcher import DynamicBatcher
+from hac_runtime.pipeline.breaker import CircuitBreaker
 from hac_runtime.pipeline.policy import BufferedFace, PerTrack, SlidingWindow, TrackBuffer
 from hac_runtime.boxes import iou
 from hac_runtime.pipeline.tracker import FaceTracker
@@ -259,3 +261,40 @@ def test_background_detection_finds_a_face_that_comes_in_while_another_is_follow
     here = threading.current_thread().name
     assert [i for i, t in threads if t == here] == [0, 1, both + 1], threads
     assert len(threads) >= 5 and all(t.startswith("hac-detect") for _, t in threads if t != here), threads
+
+
+def test_circuit_breaker_pauses_a_failing_engine_tries_it_again_and_backs_off():
+    """Three failures in a row open it for 5 s; the try after the pause (half-open) failing doubles the pause
+    (capped), one success closes it. The clock is the breaker's own parameter: time is stepped, not slept."""
+    now = [0.0]
+    br = CircuitBreaker(failures=3, cooldown=5.0, longest=12.0, clock=lambda: now[0])
+    down = BatchFailed("grpc://h:1/m: Deadline Exceeded")
+    for _ in range(2):
+        assert br.refusal() is None
+        br.failed(down)
+    assert br.refusal() is None  # two in a row: still called
+    br.failed(down)
+    refused = br.refusal()
+    assert isinstance(refused, BatchFailed) and "3 or more batches in a row failed (grpc://h:1/m: Deadline" in str(refused)
+    now[0] = 4.9
+    assert br.refusal() is not None and br.not_sent == 2
+    now[0] = 5.0
+    assert br.refusal() is None  # the pause is over: one batch tries the engine
+    br.failed(down)  # and fails: 10 s now
+    now[0] = 14.9
+    assert br.refusal() is not None
+    now[0] = 15.0
+    assert br.refusal() is None
+    br.failed(down)  # 20 s, capped at 12
+    now[0] = 26.9
+    assert br.refusal() is not None
+    now[0] = 27.0
+    assert br.refusal() is None
+    br.succeeded()  # the server is back: closed, and the next failures start from the first pause again
+    assert br.in_a_row == 0 and br.refusal() is None
+    for _ in range(3):
+        br.failed(down)
+    now[0] = 31.9
+    assert br.refusal() is not None
+    now[0] = 32.0
+    assert br.refusal() is None and br.not_sent == 5

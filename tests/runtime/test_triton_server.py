@@ -89,7 +89,7 @@ def test_same_results_as_the_local_ort_engine(server, artifacts, video, protocol
     remote = hac_run(video, "--model", url, "--engine", "triton", "--policy", "window")
     local = hac_run(video, "--model", artifacts / "hac.onnx", "--engine", "ort", "--policy", "window")
     assert remote.returncode == 0 and local.returncode == 0, (remote.stderr, local.stderr)
-    assert f"engine hac_onnx_fp32 on triton/127.0.0.1:" in remote.stderr
+    assert "engine hac_onnx_fp32 on triton/127.0.0.1:" in remote.stderr
     assert f"providers triton-{protocol}-python" in remote.stderr
     a, b = results(remote), results(local)
     assert len(a) == len(b) >= 3
@@ -139,3 +139,31 @@ def test_server_killed_mid_run(venv, repo, video, tmp_path):
     # each source says it lost clips, once per distinct reason, not once per batch
     said = [ln for ln in err.splitlines() if "not classified:" in ln]
     assert 1 <= len(said) <= 6, err
+
+
+def test_a_hung_server_is_given_a_pause_not_a_timeout_per_batch(venv, repo, video):
+    """A server that stops answering (SIGSTOP: its sockets stay open) costs --timeout per batch. After three
+    failed in a row the engine is not called for a while: the batches then are failed at once, counted and said
+    once per source, and the run ends with the same one line and exit code as for a killed server."""
+    with TritonServer(venv, repo) as srv:
+        proc = subprocess.Popen([HAC_RUN, str(video), str(video), "--model", srv.grpc_url("hac_onnx_fp32"),
+                                 "--policy", "window", "--window", "0.4", "--stride", "0.2", "--max-batch", "1",
+                                 "--timeout", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = proc.stdout.readline()
+            assert first.strip(), proc.stderr.read()
+            srv.hang()
+            rest, err = proc.communicate(timeout=240)
+        finally:
+            proc.kill()
+    written = [json.loads(line) for line in [first, *rest.splitlines()] if line.strip()]
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert last.startswith("hac-run: error: ") and f"the {len(written)} result(s) classified were written" in last
+    paused = [ln for ln in err.splitlines() if "not classified: not sent: 3 or more batches in a row failed "
+              "(grpc://127.0.0.1:" in ln]
+    assert 1 <= len(paused) <= 2, err  # said once per source, however many batches it kept from the server
+    assert "clip(s) not classified (grpc://127.0.0.1:" in last, last  # the server's own reason, not the breaker's
+    lost = int(last.split("hac-run: error: ")[1].split()[0])
+    not_sent = int(last.split(" of their batches not sent")[0].rsplit("; ", 1)[1])
+    assert 1 <= not_sent < lost, last  # one clip a batch (--max-batch 1): some never waited for the server

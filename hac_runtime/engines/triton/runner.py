@@ -2,7 +2,8 @@
 
 Connecting checks everything first (``loader``): a live server, the model ready, its HAC manifest,
 its metadata and labels. A batch the server cannot answer (down, killed, over ``timeout``) raises
-``BatchFailed``: the pipeline reports it for that batch and goes on with the next.
+``BatchFailed``: the pipeline reports it for that batch and goes on with the next (after three in a row it
+gives the server a pause: ``pipeline.breaker``).
 """
 from __future__ import annotations
 
