@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +131,13 @@ class Engine:
 
     NumPy in → NumPy out. Engines that run on a torch device also take a torch
     tensor (on that device, zero-copy where the backend allows) and return one.
+
+    Safe to call from several threads: a backend whose state one call owns (a TensorRT execution context and
+    its buffers, a CUDA graph's static input) sets ``serial`` and its calls take turns.
     """
 
     kind = ""
+    serial = False  #: calls take turns (``_turns``): the backend holds per-call state in the engine
 
     def __init__(self, artifact, manifest: dict, device: str, precision: str | None = None):
         self.artifact = Path(artifact)
@@ -188,7 +194,8 @@ class Engine:
                 import torch
 
                 batch = torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])])
-        outputs = self._run(batch)
+        with self._turns if self.serial else nullcontext():
+            outputs = self._run(batch)
         if len(outputs) != len(self.output_names):
             raise HacError(f"{self.artifact.name}: the {self.kind} engine returned {len(outputs)} outputs, its "
                            f"manifest names {len(self.output_names)} ({', '.join(self.output_names)})")
@@ -199,6 +206,13 @@ class Engine:
         """The backend's inference on a batch ``infer`` has already checked: its outputs, in the order of
         ``output_names``."""
         raise NotImplementedError
+
+    @property
+    def _turns(self) -> threading.Lock:
+        lock = self.__dict__.get("_turns_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_turns_lock", threading.Lock())
+        return lock
 
     #: the torch CUDA stream the backend runs on, where it has one that events can be recorded on
     stream = None

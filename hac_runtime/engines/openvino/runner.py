@@ -1,5 +1,11 @@
-"""OpenVINO engine: an exported ONNX file compiled for the CPU at the run's precision (fp32, bf16, int8)."""
+"""OpenVINO engine: an exported ONNX file compiled for the CPU at the run's precision (fp32, bf16, int8).
+
+The compiled model is shared; each calling thread gets an infer request of its own (OpenVINO's rule: a
+request runs one inference at a time, and a second caller got "Infer Request is busy").
+"""
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -24,7 +30,8 @@ class OpenVinoEngine(Engine):
         names = [o.get_any_name() for o in self.compiled.outputs]
         if names != self.output_names:
             raise HacError(f"{self.artifact.name}: model outputs {names} do not match its manifest ({self.output_names})")
-        self.request = self.compiled.create_infer_request()
+        self._requests = threading.local()
+        self.request  # the loading thread's, made now: a model that cannot make one fails here, not mid-run
 
     @property
     def providers(self) -> list[str]:
@@ -32,13 +39,24 @@ class OpenVinoEngine(Engine):
         rest at the ``f32`` precision hint, ``facts["hint"]``; it said ``f32`` alone, read as an FP32 run)."""
         return [f"openvino-cpu-{self.precision}"]
 
+    @property
+    def request(self):
+        """This thread's infer request."""
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            if self.compiled is None:
+                raise HacError(f"{self.artifact.name}: the openvino engine is closed")
+            request = self._requests.request = self.compiled.create_infer_request()
+        return request
+
     def _run(self, batch):
         return run_on_host(batch, self._run_host)
 
     def _run_host(self, batch: np.ndarray) -> tuple:
-        self.request.infer({0: np.ascontiguousarray(batch)})
-        return tuple(np.array(self.request.get_output_tensor(i).data, dtype=np.float32, copy=True)
+        request = self.request
+        request.infer({0: np.ascontiguousarray(batch)})
+        return tuple(np.array(request.get_output_tensor(i).data, dtype=np.float32, copy=True)
                      for i in range(len(self.output_names)))
 
     def close(self) -> None:
-        self.request = self.compiled = None
+        self.compiled, self._requests = None, threading.local()

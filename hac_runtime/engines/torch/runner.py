@@ -56,6 +56,11 @@ class TorchEngine(Engine):
         return self._graphs is not None
 
     @property
+    def serial(self) -> bool:
+        """Replayed graphs read one static input (and the AOTI runner under them is the single-threaded one)."""
+        return self._graphs is not None
+
+    @property
     def providers(self) -> list[str]:
         name = "aoti" if self.format == "aoti" else "torch.export"
         if not self.on_cuda:

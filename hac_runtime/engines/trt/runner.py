@@ -23,6 +23,7 @@ class TrtEngine(Engine):
     """A serialized TensorRT engine on one CUDA device. Buffers are preallocated per batch size."""
 
     kind = "trt"
+    serial = True  #: one execution context and its per-batch buffers (or a graph's): calls take turns
 
     def __init__(self, artifact, manifest: dict, device: str = "auto", cuda_graph: bool = False):
         super().__init__(artifact, manifest, device)
