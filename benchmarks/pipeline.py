@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +43,59 @@ def artifact(work: Path, precision: str) -> Path:
     return work / name
 
 
+class ThreadCpu:
+    """CPU seconds per kind of thread over a block, from ``/proc/self/task`` (Linux): the pipeline's Python
+    threads by name (source = the face stage, detect = its background detection, decode, infer) and the
+    engine's own worker threads, which Python does not see ("engine workers and other"). Sampled every
+    0.1 s, as threads end inside the block."""
+
+    KINDS = (("hac-source", "faces"), ("hac-detect", "background detection"), ("hac-decode", "decode"),
+             ("hac-infer", "infer (calling thread)"))
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._last: dict[str, tuple[str, float]] = {}
+        self._names: dict[str, str] = {}
+
+    @staticmethod
+    def _tasks() -> dict[str, tuple[str, float]]:
+        tick, out = os.sysconf("SC_CLK_TCK"), {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                comm = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+                stat = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended just now
+            out[tid] = (comm, (int(stat[11]) + int(stat[12])) / tick)
+        return out
+
+    def _poll(self):
+        while True:
+            self._names.update({str(t.native_id): t.name for t in threading.enumerate() if t.native_id})
+            self._last.update(self._tasks())
+            if self._stop.wait(0.1):
+                return
+
+    def __enter__(self):
+        self._start = self._tasks()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="cpu-poll")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._tasks())
+        for tid, (comm, cpu) in self._last.items():
+            name = self._names.get(tid, comm)
+            if name in ("cpu-poll", "MainThread"):
+                continue
+            kind = next((k for prefix, k in self.KINDS if name.startswith(prefix)),
+                        "decode" if comm.startswith("av:") else "engine workers and other")
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + cpu - self._start.get(tid, (comm, 0.0))[1]
+
+
 def run(model: Path, videos: list[Path], detect_every: int, analyse_every: int = 1) -> dict:
     from hac_runtime.pipeline import Pipeline
 
@@ -50,7 +104,8 @@ def run(model: Path, videos: list[Path], detect_every: int, analyse_every: int =
                   analyse_every=analyse_every) as pipe:
         t0 = time.perf_counter()
         opened = t0 - t_open  # choosing the engine and loading the face models
-        n = sum(1 for _ in pipe.run(videos))
+        with ThreadCpu() as cpu:
+            n = sum(1 for _ in pipe.run(videos))
         wall = time.perf_counter() - t0
         frames = sum(r.frames for r in pipe.reports)
         stages: dict[str, float] = {}
@@ -60,7 +115,7 @@ def run(model: Path, videos: list[Path], detect_every: int, analyse_every: int =
         for k, v in pipe.seconds.items():
             stages[k] = stages.get(k, 0.0) + v
         return {"open": opened, "frames": frames, "results": n, "wall": wall, "fps": frames / wall, "stages": stages,
-                "batches": pipe.batches}
+                "batches": pipe.batches, "cpu": cpu.seconds}
 
 
 def main() -> None:
@@ -86,8 +141,10 @@ def main() -> None:
           f"detect every {a.detect_every}, analyse every {a.analyse_every}\n")
     print("| streams | open s | frames | wall s | frames/s (all streams) | clips | decode | detect | landmarks | track | quality | align | preprocess | infer |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    runs = []
     for s in [int(x) for x in a.streams.split(",")]:
         r = run(model, [video] * s, a.detect_every, a.analyse_every)
+        runs.append((s, r))
         per = {k: 1e3 * v / r["frames"] for k, v in r["stages"].items()}
         cols = " | ".join(f"{per.get(k, 0.0):.1f}" for k in
                           ("decode", "detect", "landmarks", "track", "quality", "align", "preprocess", "infer"))
@@ -95,6 +152,14 @@ def main() -> None:
     print("\nopen s: Pipeline(...) itself (the engine and the face models loaded); wall s: its run over the frames. "
           "Stage columns: busy milliseconds per frame, summed over threads (stages overlap across threads, "
           "so they can add up to more than wall time per frame).")
+    kinds = [k for _, k in ThreadCpu.KINDS] + ["engine workers and other"]
+    print("\nCPU milliseconds per frame, by thread (/proc/self/task); cores busy = all of them / wall:\n")
+    print("| streams | " + " | ".join(kinds) + " | all | cores busy |")
+    print("|---|" + "---|" * (len(kinds) + 2))
+    for s, r in runs:
+        total = sum(r["cpu"].values())
+        cols = " | ".join(f"{1e3 * r['cpu'].get(k, 0.0) / r['frames']:.2f}" for k in kinds)
+        print(f"| {s} | {cols} | **{1e3 * total / r['frames']:.2f}** | {total / r['wall']:.2f} |")
 
 
 if __name__ == "__main__":
