@@ -228,6 +228,14 @@ class _OpenCvWriter:
         self.writer.release()
 
 
+def check_video_suffix(path) -> Path:
+    """``path`` if its suffix names a video format ``annotate_video`` writes, else a one-line HacError."""
+    path = Path(path)
+    if path.suffix.lower() not in (*H264_SUFFIXES, ".avi"):
+        raise HacError(f"{path}: annotated video must be .mp4, .avi, .mov or .mkv")
+    return path
+
+
 def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: float | None = None) -> Path:
     """Re-decode ``source`` and draw every face (``draw_face``) with the decision made by then.
 
@@ -236,10 +244,8 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
     from hac_runtime.atomic import atomic_path
     from hac_runtime.media import open_source
 
-    out_path = Path(out_path)
+    out_path = check_video_suffix(out_path)
     suffix = out_path.suffix.lower()
-    if suffix not in (*H264_SUFFIXES, ".avi"):
-        raise HacError(f"{out_path}: annotated video must be .mp4, .avi, .mov or .mkv")
     src = open_source(source)
     fps = src.fps or fps or 25.0
     decisions = Decisions(results)

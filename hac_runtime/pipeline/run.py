@@ -11,7 +11,7 @@ from pathlib import Path
 from hac_runtime.atomic import check_output_file
 from hac_runtime.errors import HacError
 from hac_runtime.media import is_stream
-from hac_runtime.pipeline.output import JsonLinesWriter, annotate_video
+from hac_runtime.pipeline.output import JsonLinesWriter, annotate_video, check_video_suffix
 from hac_runtime.pipeline.pipeline import Pipeline
 from hac_runtime.pipeline.config import DEFAULTS, PipelineConfig
 from hac_runtime.pipeline.progress import RunProgress
@@ -94,6 +94,8 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
     if timeline is not None and Path(timeline).suffix.lower() != ".png":
         raise HacError(f"{timeline}: --timeline writes a PNG image; give a .png file name")
     # every output location is checked before the model is even opened
+    if video_out is not None:
+        check_video_suffix(video_out)  # the format too: refused after the run, it cost the whole run
     for path in per_source_paths(video_out, sources) if video_out is not None else []:
         check_output_file(path, "annotated video")
     for path in per_source_paths(timeline, sources) if timeline is not None else []:

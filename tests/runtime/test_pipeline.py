@@ -534,6 +534,18 @@ def test_cli_analyse_every_below_one_is_bad_usage(artifacts, two_faces, capsys):
     assert "--analyse-every" in err and "Traceback" not in err
 
 
+def test_cli_an_annotated_video_format_it_cannot_write_is_refused_before_the_run(artifacts, two_faces, tmp_path,
+                                                                                  capsys):
+    """It was refused after the run: every clip classified, the results written, then exit 2."""
+    results = tmp_path / "results.jsonl"
+    results.write_text("earlier\n")
+    code, out, err = hac_run([two_faces, "--model", artifacts / "hac.onnx", "--out", results,
+                              "--video-out", tmp_path / "a.gif"], capsys)
+    assert code == 2 and out == "" and err.strip().splitlines() == [
+        f"hac-run: error: {tmp_path / 'a.gif'}: annotated video must be .mp4, .avi, .mov or .mkv"]
+    assert results.read_text() == "earlier\n" and not (tmp_path / "a.gif").exists()
+
+
 def test_lag_warning_says_how_far_behind_and_what_to_change():
     from hac_runtime.pipeline.progress import lag_warning
 
