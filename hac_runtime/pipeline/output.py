@@ -65,6 +65,7 @@ class JsonLinesWriter:
 
 
 BOX_BGR = (0, 200, 255)  #: face boxes, label backgrounds and bars
+ALBUM_FPS = 1.0  #: frame rate of an annotated video of a folder of separate photos (``media.is_album``)
 H264_SUFFIXES = (".mp4", ".mov", ".mkv")  #: written as H.264 (yuv420p) through PyAV: plays in browsers
 
 
@@ -242,12 +243,13 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
     ``.mp4``/``.mov``/``.mkv``: H.264 through PyAV (plays in a browser); ``.avi``: MJPG through OpenCV.
     Written to a temporary file, read back, then renamed: a failed write leaves nothing."""
     from hac_runtime.atomic import atomic_path
-    from hac_runtime.media import open_source
+    from hac_runtime.media import is_album, open_source
 
     out_path = check_video_suffix(out_path)
     suffix = out_path.suffix.lower()
     src = open_source(source)
-    fps = src.fps or fps or 25.0
+    # a folder of separate photos: each shown for a second (at a frame folder's 25 fps a photo was a 40 ms flash)
+    fps = src.fps or fps or (ALBUM_FPS if is_album(src) else 25.0)
     decisions = Decisions(results)
     writer, written = None, 0
     with atomic_path(out_path) as tmp:

@@ -282,6 +282,7 @@ def test_a_folder_of_separate_photos_gives_each_face_its_own_result(artifacts, f
     # its annotated video: every photo (three sizes), fitted into the first one's size with its aspect kept
     code, _, _ = hac_run([album, "--model", artifacts / "hac.onnx", "--video-out", tmp_path / "album.avi"], capsys)
     cap, frames = cv2.VideoCapture(str(tmp_path / "album.avi")), []
+    assert cap.get(cv2.CAP_PROP_FPS) == 1.0  # each photo shown for a second, not a 40 ms flash
     while (got := cap.read())[0]:
         frames.append(got[1])
     cap.release()
