@@ -47,7 +47,8 @@ class ThreadCpu:
     """CPU seconds per kind of thread over a block, from ``/proc/self/task`` (Linux): the pipeline's Python
     threads by name (source = the face stage, detect = its background detection, decode, infer) and the
     engine's own worker threads, which Python does not see ("engine workers and other"). Sampled every
-    0.1 s, as threads end inside the block."""
+    0.1 s, as threads end inside the block: a thread's last 0.1 s may be missed (a few ms a frame over a
+    10 s run at most), and a thread id the OS reuses inside the block counts once."""
 
     KINDS = (("hac-source", "faces"), ("hac-detect", "background detection"), ("hac-decode", "decode"),
              ("hac-infer", "infer (calling thread)"))

@@ -28,6 +28,7 @@ IMAGE_EXTS = frozenset(
     .split())
 VIDEO_EXTS = frozenset(".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .wmv .flv .3gp .ogv .ts .mts .m2ts .y4m".split())
 LIST_EXTS = frozenset((".txt", ".lst"))  # image lists: one image path per line
+MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS | LIST_EXTS
 
 
 def to_bgr8(img: np.ndarray) -> np.ndarray:
@@ -71,14 +72,13 @@ def read_image(path) -> np.ndarray | None:
     return None if img is None or img.size == 0 else to_bgr8(img)
 
 
-_EXTENSION = re.compile(r"^(.+?)(\.[A-Za-z][A-Za-z0-9]{0,4})$")
-
-
 def natural_key(name: str):
-    """Sort key putting ``frame2`` before ``frame10``, and ``obama.jpg`` before ``obama2.jpg`` (names are compared
-    without their extension first, as ``ls -v`` and file managers do)."""
-    m = _EXTENSION.match(name)
-    stem, ext = m.groups() if m else (name, "")
+    """Sort key putting ``frame2`` before ``frame10``, and ``obama.jpg`` before ``obama2.jpg``: an image, video or
+    list suffix is compared after the rest of the name, as ``ls -v`` and file managers do (any other dot is part
+    of the name: ``clip.face10`` comes after ``clip.face9``)."""
+    stem, dot, ext = name.rpartition(".")
+    if not (dot and stem and f".{ext.lower()}" in MEDIA_EXTS):
+        stem, ext = name, ""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", stem)], ext.lower()
 
 

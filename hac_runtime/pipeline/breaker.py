@@ -17,10 +17,9 @@ class CircuitBreaker:
     def __init__(self, failures: int = 3, cooldown: float = 5.0, longest: float = 60.0, clock=time.monotonic):
         self.failures, self.cooldown, self.longest, self.clock = failures, cooldown, longest, clock
         self.in_a_row = 0  #: batches failed since the last success
-        self.not_sent = 0  #: batches failed here without calling the engine
+        self.reason: str | None = None  #: the engine's last failure
         self._open_until: float | None = None
         self._wait = cooldown
-        self._reason = ""
 
     @property
     def open(self) -> bool:
@@ -30,13 +29,12 @@ class CircuitBreaker:
         """The error a batch gets instead of an engine call while the breaker is open, else None (call it)."""
         if not self.open:
             return None
-        self.not_sent += 1
-        return BatchFailed(f"not sent: {self.failures} or more batches in a row failed ({self._reason}); "
+        return BatchFailed(f"not sent: {self.failures} or more batches in a row failed ({self.reason}); "
                            "the engine is tried again after a pause")
 
     def failed(self, e: BatchFailed) -> None:
         self.in_a_row += 1
-        self._reason = str(e)
+        self.reason = str(e)
         if self._open_until is not None:  # the half-open try failed: a longer pause
             self._wait = min(self.longest, self._wait * 2)
         if self.in_a_row >= self.failures:

@@ -231,7 +231,8 @@ class Pipeline:
         self.reports: list[SourceReport] = []
         self.seconds: dict[str, float] = defaultdict(float)  # inference-side busy time: preprocess, infer
         self.batches: list[int] = []
-        self.breaker: CircuitBreaker | None = None  #: the last run's (how many batches it did not send)
+        #: batches of result clips the last run's circuit breaker kept from a failing engine (``breaker``)
+        self.not_sent = 0
         self._drain = threading.Event()
 
     def _load_face_models(self) -> None:
@@ -471,10 +472,11 @@ class Pipeline:
                 out[-1]["attention"] = {"frames": frames, "alpha": [round(float(a), 6) for a in alpha[i]]}
         return out
 
-    def _batch_failed(self, reqs: list[ClipRequest], e: BatchFailed, sent: bool = True) -> None:
+    def _batch_failed(self, reqs: list[ClipRequest], e: BatchFailed, reason: str | None = None) -> None:
         """Count, per source, the clips of a failed batch (``SourceReport.unclassified``); say it when the reason
         is new for that source (a dead server fails every batch the same way: the run's last line sums them).
-        ``sent=False``: the breaker kept the batch from the engine; the engine's own reason stays the one kept."""
+        ``reason``: the one kept for the run's last line, when not ``e`` (the breaker kept the batch from the
+        engine: the engine's own last failure)."""
         by_source: dict[int, int] = defaultdict(int)
         for r in reqs:
             by_source[r.source_index] += not r.for_drawing
@@ -485,8 +487,7 @@ class Pipeline:
                 if str(e) not in report.reasons_said:  # the same reason again is counted, not repeated
                     report.reasons_said.add(str(e))
                     self.on_error(report.name, f"{n} clip(s) not classified: {e}")
-                if sent or report.unclassified_reason is None:
-                    report.unclassified_reason = str(e)
+                report.unclassified_reason = reason or str(e)
 
     def run(self, sources: Iterable) -> Iterator[dict]:
         """Yield one result dict (CONTRACTS.md "Results line") per classified clip, as they come."""
@@ -507,7 +508,8 @@ class Pipeline:
 
         def infer_loop():
             batcher = DynamicBatcher(requests, self.max_batch, self.config.max_wait)
-            breaker = self.breaker = CircuitBreaker()
+            breaker = CircuitBreaker()
+            self.not_sent = 0
             try:
                 while True:
                     batch = batcher.next_batch()
@@ -515,7 +517,8 @@ class Pipeline:
                         break
                     refused = breaker.refusal()  # a server that failed batches in a row is given a pause
                     if refused is not None:
-                        self._batch_failed(batch, refused, sent=False)
+                        self.not_sent += any(not r.for_drawing for r in batch)  # batches of result clips
+                        self._batch_failed(batch, refused, reason=breaker.reason)
                         continue
                     try:
                         out = self._infer(batch)

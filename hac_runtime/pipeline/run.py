@@ -26,7 +26,7 @@ class RunSummary:
     engine: str
     unclassified: int = 0  #: clips whose batch the engine could not run (a Triton server down mid-run)
     unclassified_reason: str | None = None
-    not_sent: int = 0  #: of their batches, those the circuit breaker kept from a failing engine (``breaker``)
+    not_sent: int = 0  #: batches of those clips the circuit breaker kept from a failing engine (``breaker``)
 
     def failure(self) -> str | None:
         """One line when clips went unclassified (the run's exit code is then 1), else None."""
@@ -153,4 +153,4 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
     lost = [r for r in reports if r.unclassified]
     return RunSummary(count, ok, len(reports) - ok, sum(r.faces for r in reports), pipe.engine.kind,
                       sum(r.unclassified for r in lost), lost[-1].unclassified_reason if lost else None,
-                      pipe.breaker.not_sent if pipe.breaker is not None else 0)
+                      pipe.not_sent)

@@ -300,6 +300,7 @@ def _same_from_many_threads(engine, threads: int = 4, calls: int = 12) -> None:
         w.start()
     for w in workers:
         w.join(timeout=120)
+    assert not any(w.is_alive() for w in workers), f"{engine.kind}: a caller never returned"
     assert not failed and not wrong, (engine.kind, failed[:2], wrong[:5])
 
 

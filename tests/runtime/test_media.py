@@ -73,6 +73,10 @@ def test_frame_folder_in_natural_order(tmp_path, astronaut):
     assert sorted(["f10", "f2", "F1"], key=natural_key) == ["F1", "f2", "f10"]
     assert sorted(["obama2.jpg", "obama.jpg", "f10.png", "f2.PNG", "clip.10", "clip.2"], key=natural_key) == [
         "clip.2", "clip.10", "f2.PNG", "f10.png", "obama.jpg", "obama2.jpg"]  # the stem first, as ls -v
+    # a dot that is no media suffix is part of the name (hac-prepare's clip folders: NAME.faceN)
+    assert sorted(["clip.face10", "clip.face9", "clip", "clip.face0"], key=natural_key) == [
+        "clip", "clip.face0", "clip.face9", "clip.face10"]
+    assert sorted(["s01.v10", "s01.v2", "a.b.mp4", "a.mp4"], key=natural_key) == ["a.mp4", "a.b.mp4", "s01.v2", "s01.v10"]
 
 
 def test_unreadable_frame_leaves_a_gap_and_a_warning(tmp_path, astronaut):

@@ -44,9 +44,10 @@ class OpenVinoEngine(Engine):
         """This thread's infer request."""
         request = getattr(self._requests, "request", None)
         if request is None:
-            if self.compiled is None:
+            compiled = self.compiled  # read once: close() may run on another thread
+            if compiled is None:
                 raise HacError(f"{self.artifact.name}: the openvino engine is closed")
-            request = self._requests.request = self.compiled.create_infer_request()
+            request = self._requests.request = compiled.create_infer_request()
         return request
 
     def _run(self, batch):

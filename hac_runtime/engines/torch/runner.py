@@ -6,6 +6,8 @@ replays one CUDA graph per batch bucket, captured at load (``hac_runtime.engines
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from hac_runtime.devices import parse_device
@@ -112,6 +114,7 @@ class TorchEngine(Engine):
         return results if from_numpy else tuple(r.to(batch.device) for r in results)
 
     def close(self) -> None:
-        if self._graphs is not None:
-            self._graphs.clear()
-        self.module = None
+        with self._turns if self.serial else contextlib.nullcontext():  # after a replay in flight elsewhere
+            if self._graphs is not None:
+                self._graphs.clear()
+            self.module = None

@@ -155,6 +155,10 @@ class TrtEngine(Engine):
         return tuple(outputs[n] for n in self.output_names)
 
     def close(self) -> None:
+        with self._turns:  # after a call in flight on another thread, whose buffers these are
+            self._close()
+
+    def _close(self) -> None:
         if self.stream is not None:
             self.stream.synchronize()  # the buffers below are freed: nothing may still be using them
         if self._graphs is not None:
