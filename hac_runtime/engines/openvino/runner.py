@@ -1,7 +1,10 @@
 """OpenVINO engine: an exported ONNX file compiled for the CPU at the run's precision (fp32, bf16, int8).
 
 The compiled model is shared; each calling thread gets an infer request of its own (OpenVINO's rule: a
-request runs one inference at a time, and a second caller got "Infer Request is busy").
+request runs one inference at a time, and a second caller got "Infer Request is busy"). The engine keeps
+them (by thread id, not in thread-local storage) and ``close`` frees them all in the closing thread: a
+request freed when a daemon thread ends can be freed while Python shuts down, and its destructor, re-taking
+the GIL there, aborted the process ("terminate called without an active exception", exit -6).
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ class OpenVinoEngine(Engine):
         names = [o.get_any_name() for o in self.compiled.outputs]
         if names != self.output_names:
             raise HacError(f"{self.artifact.name}: model outputs {names} do not match its manifest ({self.output_names})")
-        self._requests = threading.local()
+        self._requests: dict[int, object] = {}  # thread id → its infer request (an ended thread's id may be reused)
+        self._requests_lock = threading.Lock()
         self.request  # the loading thread's, made now: a model that cannot make one fails here, not mid-run
 
     @property
@@ -42,12 +46,13 @@ class OpenVinoEngine(Engine):
     @property
     def request(self):
         """This thread's infer request."""
-        request = getattr(self._requests, "request", None)
+        thread = threading.get_ident()
+        request = self._requests.get(thread)
         if request is None:
-            compiled = self.compiled  # read once: close() may run on another thread
-            if compiled is None:
-                raise HacError(f"{self.artifact.name}: the openvino engine is closed")
-            request = self._requests.request = compiled.create_infer_request()
+            with self._requests_lock:
+                if self.compiled is None:
+                    raise HacError(f"{self.artifact.name}: the openvino engine is closed")
+                request = self._requests[thread] = self.compiled.create_infer_request()
         return request
 
     def _run(self, batch):
@@ -60,4 +65,6 @@ class OpenVinoEngine(Engine):
                      for i in range(len(self.output_names)))
 
     def close(self) -> None:
-        self.compiled, self._requests = None, threading.local()
+        with self._requests_lock:
+            self.compiled = None
+            self._requests.clear()
