@@ -137,10 +137,11 @@ class Engine:
     """
 
     kind = ""
-    serial = False  #: calls take turns (``_turns``): the backend holds per-call state in the engine
+    serial = False  #: calls take turns (``one_at_a_time``): the backend holds per-call state in the engine
 
     def __init__(self, artifact, manifest: dict, device: str, precision: str | None = None):
         self.artifact = Path(artifact)
+        self._turns = threading.Lock()
         self.manifest = manifest
         self.device = device
         self.input_name = manifest["input"]["name"]
@@ -194,7 +195,7 @@ class Engine:
                 import torch
 
                 batch = torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])])
-        with self._turns if self.serial else nullcontext():
+        with self.one_at_a_time():
             outputs = self._run(batch)
         if len(outputs) != len(self.output_names):
             raise HacError(f"{self.artifact.name}: the {self.kind} engine returned {len(outputs)} outputs, its "
@@ -207,12 +208,9 @@ class Engine:
         ``output_names``."""
         raise NotImplementedError
 
-    @property
-    def _turns(self) -> threading.Lock:
-        lock = self.__dict__.get("_turns_lock")
-        if lock is None:
-            lock = self.__dict__.setdefault("_turns_lock", threading.Lock())
-        return lock
+    def one_at_a_time(self):
+        """The lock a ``serial`` engine's calls, and its ``close``, take in turn; a context doing nothing otherwise."""
+        return self._turns if self.serial else nullcontext()
 
     #: the torch CUDA stream the backend runs on, where it has one that events can be recorded on
     stream = None

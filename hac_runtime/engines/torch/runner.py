@@ -6,8 +6,6 @@ replays one CUDA graph per batch bucket, captured at load (``hac_runtime.engines
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from hac_runtime.devices import parse_device
@@ -114,7 +112,7 @@ class TorchEngine(Engine):
         return results if from_numpy else tuple(r.to(batch.device) for r in results)
 
     def close(self) -> None:
-        with self._turns if self.serial else contextlib.nullcontext():  # after a replay in flight elsewhere
+        with self.one_at_a_time():  # after a replay in flight on another thread
             if self._graphs is not None:
                 self._graphs.clear()
             self.module = None

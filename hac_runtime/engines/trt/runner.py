@@ -155,7 +155,7 @@ class TrtEngine(Engine):
         return tuple(outputs[n] for n in self.output_names)
 
     def close(self) -> None:
-        with self._turns:  # after a call in flight on another thread, whose buffers these are
+        with self.one_at_a_time():  # after a call in flight on another thread, whose buffers these are
             self._close()
 
     def _close(self) -> None:
