@@ -115,23 +115,28 @@ def test_no_server_wrong_model_other_classes_mismatch_foreign(server, video):
              "--device does not apply to a Triton server's model")
 
 
-def test_server_killed_mid_run(venv, repo, video, tmp_path):
-    """The results before the kill are written; every later batch is counted as not classified; exit 1."""
+def run_broken_mid_run(venv, repo, video, breaks, timeout: int):
+    """hac-run over two sources on a fresh server, ``breaks(server)`` once the first result is out; returns
+    (exit code, results written, stderr, its last line)."""
     with TritonServer(venv, repo) as srv:
         proc = subprocess.Popen([HAC_RUN, str(video), str(video), "--model", srv.grpc_url("hac_onnx_fp32"),
                                  "--policy", "window", "--window", "0.4", "--stride", "0.2", "--max-batch", "1",
-                                 "--timeout", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 "--timeout", str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             first = proc.stdout.readline()
             assert first.strip(), proc.stderr.read()
-            srv.kill()
+            breaks(srv)
             rest, err = proc.communicate(timeout=240)
         finally:
             proc.kill()
-    lines = [first, *rest.splitlines()]
-    written = [json.loads(line) for line in lines if line.strip()]
-    assert proc.returncode == 1, err
-    last = err.strip().splitlines()[-1]
+    written = [json.loads(line) for line in [first, *rest.splitlines()] if line.strip()]
+    return proc.returncode, written, err, err.strip().splitlines()[-1]
+
+
+def test_server_killed_mid_run(venv, repo, video, tmp_path):
+    """The results before the kill are written; every later batch is counted as not classified; exit 1."""
+    code, written, err, last = run_broken_mid_run(venv, repo, video, TritonServer.kill, timeout=5)
+    assert code == 1, err
     assert last.startswith("hac-run: error: ") and "clip(s) not classified (grpc://127.0.0.1:" in last, err
     assert f"the {len(written)} result(s) classified were written" in last, (last, len(written))
     lost = int(last.split("hac-run: error: ")[1].split()[0])
@@ -145,20 +150,8 @@ def test_a_hung_server_is_given_a_pause_not_a_timeout_per_batch(venv, repo, vide
     """A server that stops answering (SIGSTOP: its sockets stay open) costs --timeout per batch. After three
     failed in a row the engine is not called for a while: the batches then are failed at once, counted and said
     once per source, and the run ends with the same one line and exit code as for a killed server."""
-    with TritonServer(venv, repo) as srv:
-        proc = subprocess.Popen([HAC_RUN, str(video), str(video), "--model", srv.grpc_url("hac_onnx_fp32"),
-                                 "--policy", "window", "--window", "0.4", "--stride", "0.2", "--max-batch", "1",
-                                 "--timeout", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            first = proc.stdout.readline()
-            assert first.strip(), proc.stderr.read()
-            srv.hang()
-            rest, err = proc.communicate(timeout=240)
-        finally:
-            proc.kill()
-    written = [json.loads(line) for line in [first, *rest.splitlines()] if line.strip()]
-    last = err.strip().splitlines()[-1]
-    assert proc.returncode == 1 and "Traceback" not in err, err
+    code, written, err, last = run_broken_mid_run(venv, repo, video, TritonServer.hang, timeout=2)
+    assert code == 1 and "Traceback" not in err, err
     assert last.startswith("hac-run: error: ") and f"the {len(written)} result(s) classified were written" in last
     paused = [ln for ln in err.splitlines() if "not classified: not sent: 3 or more batches in a row failed "
               "(grpc://127.0.0.1:" in ln]
