@@ -1,15 +1,18 @@
 """This machine's attainable peak per precision, measured in the same run as the benchmark.
 
-FP32: the best of a large MatMul and a large convolution in ONNX Runtime (the
-"roofline" the engines are judged against; MKL's ``torch.mm`` reaches only
-about half of it on AMD CPUs, so it is not used). INT8: the same convolution as a
-QDQ graph, which ONNX Runtime runs as an integer convolution (as it runs the
-INT8 artifacts). BF16: ``torch.mm`` in bfloat16 (oneDNN; AVX512-BF16/AMX where the
-CPU has them). Where OpenVINO is installed and compiles here, the convolution is
-also run in it at each precision (FP32, BF16 hint, the QDQ graph), and each
-precision's peak is its best probe: on a CPU with AMX, OpenVINO's INT8 convolution
-ran about 2× ONNX Runtime's, and a peak measured by ORT alone put OpenVINO INT8
-at 188 % "of peak". On a GPU: ``torch.mm`` per precision.
+Every precision is probed as a large matrix product and as a large convolution,
+and its peak is its best probe. FP32: a MatMul and the convolution in ONNX
+Runtime (the "roofline" the engines are judged against; MKL's ``torch.mm``
+reaches only about half of it on AMD CPUs, so it is not used). INT8:
+``torch._int_mm`` (int8 × int8 → int32, oneDNN: VNNI/AMX where the CPU has them)
+and the convolution as a QDQ graph, which ONNX Runtime runs as an integer
+convolution (as it runs the INT8 artifacts). BF16: ``torch.mm`` in bfloat16
+(oneDNN; AVX512-BF16/AMX where the CPU has them). Where OpenVINO is installed and
+compiles here, the convolution is also run in it at each precision (FP32, BF16
+hint, the QDQ graph). Each kind of probe matters: on a CPU with AMX a peak of
+ORT's convolutions alone put OpenVINO INT8 at 188 % "of peak", and one without
+an INT8 matrix product at 109 % (at batch 8; ``torch._int_mm`` ran 1.7× OpenVINO's
+INT8 convolution there). On a GPU: ``torch.mm`` per precision.
 The convolution takes a batch of frames, as the model's trunk does. ``hac-bench``
 probes before and after its timings and keeps the best (``best_peak``): a probe
 that ran while the machine was briefly busy must not make the engines look
@@ -97,6 +100,33 @@ def _openvino_convs(models: dict, x: np.ndarray) -> tuple[dict, str | None]:
     return fns, None
 
 
+def _torch_gemm(dtype, n: int) -> tuple | None:
+    """A callable multiplying two ``n``² matrices of ``dtype`` in torch (``torch.bfloat16``: ``torch.mm``;
+    ``torch.int8``: ``torch._int_mm``, int32 out) and the side it multiplies, or None where torch refuses it.
+
+    The side is ``n`` where the CPU multiplies the type natively; a CPU without (AVX2 only) emulates BF16
+    ~100× slower, and 2048² took minutes a call there: 512² (a quarter of a second) measures the same rate."""
+    import torch
+
+    def operands(side: int):
+        g = torch.Generator().manual_seed(0)
+        if dtype == torch.int8:
+            return [torch.randint(-127, 128, (side, side), dtype=torch.int8, generator=g) for _ in range(2)]
+        return [torch.randn(side, side, generator=g).to(dtype) for _ in range(2)]
+
+    multiply = torch._int_mm if dtype == torch.int8 else torch.mm
+    try:
+        small = operands(512)
+        multiply(*small)  # the first call also builds the kernel (oneDNN's JIT: ~20 ms for int8 here)
+        t0 = time.perf_counter()
+        multiply(*small)
+    except RuntimeError:  # e.g. a torch build without an int8 matrix product for this CPU
+        return None
+    side = n if time.perf_counter() - t0 < 0.01 else 512
+    a, b = operands(side) if side != 512 else small
+    return (lambda: multiply(a, b)), side
+
+
 def steady_times(fns: dict, seconds: float = 2.0, rounds: int = 2) -> dict[str, np.ndarray]:
     """Per-call seconds of each probe in its steady state: in ``rounds`` rotating rounds, each probe runs for
     ``seconds / (2 · rounds)`` untimed and then as long timed, back to back.
@@ -124,10 +154,11 @@ def steady_times(fns: dict, seconds: float = 2.0, rounds: int = 2) -> dict[str, 
 
 def measure_cpu_peak(seconds: float = 2.0) -> dict:
     """GFLOP/s (GOP/s for INT8) of ORT MatMul (2048²) and a 3×3 conv (4 frames, 256 ch, 56²) in FP32 —
-    ``peak_gflops``/``fp32_gflops`` is the better —, of that conv in QDQ INT8 (``int8_gflops``) and of
-    ``torch.mm`` 2048² in BF16 (``bf16_gflops``); with OpenVINO, also of the conv in it per precision
-    (``openvino_<precision>_gflops``), each precision's figure the best of its probes. ``seconds``: each probe's
-    time (``steady_times``): ~7 probes with OpenVINO, ~4 without."""
+    ``peak_gflops``/``fp32_gflops`` is the better —, of that conv in QDQ INT8 in ORT (``ort_int8_gflops``) and
+    of ``torch._int_mm`` 2048² (``torch_int8_gflops``), of ``torch.mm`` 2048² in BF16 (``torch_bf16_gflops``);
+    with OpenVINO, also of the conv in it per precision (``openvino_<precision>_gflops``); ``<precision>_gflops``:
+    each precision's best probe. ``seconds``: each probe's time (``steady_times``): ~8 probes with OpenVINO,
+    ~5 without."""
     import onnxruntime as ort
     import torch
 
@@ -140,35 +171,37 @@ def measure_cpu_peak(seconds: float = 2.0) -> dict:
     conv_model, qconv_model = _conv_model(c, hw, frames), _qdq_conv_model(c, hw, frames)
     mm, conv, qconv = session(_matmul_model(n)), session(conv_model), session(qconv_model)
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
-    # BF16 at 2048² where the CPU multiplies BF16 natively; a CPU without (AVX2 only) emulates it ~100× slower,
-    # and 2048² took minutes a call there: 512² (a quarter of a second) measures the same rate.
-    nb = 512
-    small = torch.from_numpy(a[:nb, :nb]).bfloat16()
-    t0 = time.perf_counter()
-    small @ small
-    if time.perf_counter() - t0 < 0.01:
-        nb = n
-    ta, tb = torch.from_numpy(a[:nb, :nb]).bfloat16(), torch.from_numpy(b[:nb, :nb]).bfloat16()
     x = rng.standard_normal((frames, c, hw, hw), np.float32)
     fns = {"matmul": lambda: mm.run(None, {"a": a, "b": b}), "conv": lambda: conv.run(None, {"x": x}),
-           "int8": lambda: qconv.run(None, {"x": x}), "bf16": lambda: ta @ tb}
+           "int8": lambda: qconv.run(None, {"x": x})}
+    side = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("int8_mm", torch.int8)):
+        gemm = _torch_gemm(dtype, n)
+        if gemm is not None:
+            fns[name], side[name] = gemm
     ov_fns, ov_missing = _openvino_convs({"fp32": conv_model, "bf16": conv_model, "int8": qconv_model}, x)
     fns.update({f"openvino_{p}": f for p, f in ov_fns.items()})
     times = steady_times(fns, seconds)
     conv_flops = 2.0 * frames * c * c * 9 * hw * hw
-    flops = {"matmul": 2.0 * n ** 3, "conv": conv_flops, "int8": conv_flops, "bf16": 2.0 * nb ** 3}
+    flops = {"matmul": 2.0 * n ** 3, **{k: 2.0 * m ** 3 for k, m in side.items()}}
     gflops = {k: round(flops.get(k, conv_flops) / float(np.min(v)) / 1e9, 1) for k, v in times.items()}
-    out = {"matmul_gflops": gflops["matmul"], "conv_gflops": gflops["conv"], "ort_int8_gflops": gflops["int8"],
-           "torch_bf16_gflops": gflops["bf16"]}
+    out = {"matmul_gflops": gflops["matmul"], "conv_gflops": gflops["conv"], "ort_int8_gflops": gflops["int8"]}
+    out.update({key: gflops[name] for name, key in (("bf16", "torch_bf16_gflops"), ("int8_mm", "torch_int8_gflops"))
+                if name in gflops})
     out.update({f"openvino_{p}_gflops": gflops[f"openvino_{p}"] for p in ov_fns})
     fp32 = max(gflops["matmul"], gflops["conv"], gflops.get("openvino_fp32", 0.0))
     out.update({"fp32_gflops": fp32, "peak_gflops": fp32,
-                "int8_gflops": max(gflops["int8"], gflops.get("openvino_int8", 0.0)),
-                "bf16_gflops": max(gflops["bf16"], gflops.get("openvino_bf16", 0.0))})
+                "int8_gflops": max(gflops["int8"], gflops.get("int8_mm", 0.0), gflops.get("openvino_int8", 0.0))})
+    bf16 = max(gflops.get("bf16", 0.0), gflops.get("openvino_bf16", 0.0))
+    if bf16:
+        out["bf16_gflops"] = bf16
     also = " and in OpenVINO" if ov_fns else ""
-    out["how"] = (f"FP32: best of ORT MatMul 2048² and Conv 3×3 256ch 56² ×4 frames{also}; INT8: that Conv as QDQ "
-                  f"in ORT{also} (GOP/s); BF16: torch.mm 2048² (512² where the CPU has no native BF16)"
-                  + (", and the Conv in OpenVINO's BF16" if "bf16" in ov_fns else ""))
+    int8 = ([f"torch._int_mm {side['int8_mm']}²"] if "int8_mm" in side else []) + [f"that Conv as QDQ in ORT{also}"]
+    bf16_how = ([f"torch.mm {side['bf16']}²" + (" (the CPU has no native BF16)" if side["bf16"] < n else "")]
+                if "bf16" in side else []) + (
+        ["the Conv in OpenVINO's BF16"] if "bf16" in ov_fns else [])
+    out["how"] = (f"FP32: best of ORT MatMul 2048² and Conv 3×3 256ch 56² ×4 frames{also}; INT8: best of "
+                  f"{' and '.join(int8)} (GOP/s); BF16: {', and '.join(bf16_how) or 'no probe ran'}")
     if ov_missing:
         out["openvino_missing"] = ov_missing
     return out

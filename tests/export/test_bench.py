@@ -31,8 +31,11 @@ def test_every_field_present(bench):
     if not torch.cuda.is_available():  # each precision has a peak of its own on this machine (issue 14)
         peak = doc["peak"]
         assert peak["fp32_gflops"] == peak["peak_gflops"] and peak["int8_gflops"] > 0 and peak["bf16_gflops"] > 0
-        # a precision's peak is its best probe: ORT's QDQ conv, torch.mm BF16, and OpenVINO's where it runs
-        assert peak["int8_gflops"] == max(peak["ort_int8_gflops"], peak.get("openvino_int8_gflops", 0))
+        # a precision's peak is its best probe: a matrix product (torch._int_mm, torch.mm BF16, ORT's MatMul) and a
+        # conv (ORT's, as QDQ for INT8), and OpenVINO's conv where it runs
+        assert peak["torch_int8_gflops"] > 0 and "torch._int_mm" in peak["how"]
+        assert peak["int8_gflops"] == max(peak["ort_int8_gflops"], peak["torch_int8_gflops"],
+                                          peak.get("openvino_int8_gflops", 0))
         assert peak["bf16_gflops"] == max(peak["torch_bf16_gflops"], peak.get("openvino_bf16_gflops", 0))
         assert peak["fp32_gflops"] == max(peak["matmul_gflops"], peak["conv_gflops"], peak.get("openvino_fp32_gflops", 0))
         if importlib.util.find_spec("openvino") is not None and "openvino_missing" not in peak:
