@@ -314,6 +314,42 @@ def test_one_engine_answers_several_threads_at_once(exported, fmt, engine):
         _same_from_many_threads(e)
 
 
+
+def test_cpu_sessions_share_one_arena_and_answer_as_alone(exported, ckpt):
+    """Every CPU session allocates from the process's one ONNX Runtime arena (grown by what is asked, not to the
+    next power of two: ``ort.loader.cpu_session_options``); two engines at once, FP32 and FP16 ONNX, each from
+    two threads, answer as eager PyTorch does, and one closed frees nothing the other needs."""
+    model, _ = load_checkpoint(ckpt)
+    x = _clips(4, 7)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    fp32, fp16 = (load_engine(exported.path("onnx", p), "ort", "cpu") for p in ("fp32", "fp16"))
+    try:
+        for e in (fp32, fp16):
+            assert e.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
+        import threading
+
+        failures = []
+
+        def both_threads(engine):
+            try:
+                _same_from_many_threads(engine, 2, 6)
+            except AssertionError as e:
+                failures.append(f"{engine.precision}: {e}")
+
+        calls = [threading.Thread(target=both_threads, args=(e,)) for e in (fp32, fp16)]
+        for t in calls:
+            t.start()
+        for t in calls:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in calls) and not failures, failures
+        np.testing.assert_allclose(fp16.infer(x), ref, atol=2e-2)
+        fp16.close()
+        np.testing.assert_allclose(fp32.infer(x), ref, atol=1e-4, rtol=1e-4)
+    finally:
+        fp32.close()
+        fp16.close()
+
 def test_openvino_frees_every_threads_infer_request_on_close(exported):
     """Each thread's request is the engine's to free, in the thread that closes it: freed as a daemon thread
     ended (thread-local storage), it raced Python's shutdown and aborted hac-run under load (exit -6, 3 runs
