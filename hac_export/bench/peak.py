@@ -196,12 +196,14 @@ def measure_cpu_peak(seconds: float = 2.0) -> dict:
     if bf16:
         out["bf16_gflops"] = bf16
     also = " and in OpenVINO" if ov_fns else ""
-    int8 = ([f"torch._int_mm {side['int8_mm']}²"] if "int8_mm" in side else []) + [f"that Conv as QDQ in ORT{also}"]
-    bf16_how = ([f"torch.mm {side['bf16']}²" + (" (the CPU has no native BF16)" if side["bf16"] < n else "")]
-                if "bf16" in side else []) + (
-        ["the Conv in OpenVINO's BF16"] if "bf16" in ov_fns else [])
+    int8_how = [f"that Conv as QDQ in ORT{also}"]
+    if "int8_mm" in side:
+        int8_how.insert(0, f"torch._int_mm {side['int8_mm']}²")
+    bf16_how = ["the Conv in OpenVINO's BF16"] if "bf16" in ov_fns else []
+    if "bf16" in side:
+        bf16_how.insert(0, f"torch.mm {side['bf16']}²" + (" (the CPU has no native BF16)" if side["bf16"] < n else ""))
     out["how"] = (f"FP32: best of ORT MatMul 2048² and Conv 3×3 256ch 56² ×4 frames{also}; INT8: best of "
-                  f"{' and '.join(int8)} (GOP/s); BF16: {', and '.join(bf16_how) or 'no probe ran'}")
+                  f"{' and '.join(int8_how)} (GOP/s); BF16: {', and '.join(bf16_how) or 'no probe ran'}")
     if ov_missing:
         out["openvino_missing"] = ov_missing
     return out
