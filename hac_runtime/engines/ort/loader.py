@@ -36,7 +36,7 @@ def cpu_session_options(ort):
     session here (``hac-bench``'s runners, an app's engines) and grown by what is asked.
 
     Each session's own arena grows to the next power of two and keeps it: the FP32 and INT8 ResNet50
-    sessions held ~760 MB more after one batch of 8 clips than after one clip, ~520 MB in the shared one,
+    sessions held ~750 MB more after two batches of 8 clips than after batches of one, ~520 MB in the shared one,
     at the same speed (benchmarks/openvino.md, 2026-12-03 evening). Registered once per process, on the
     first CPU session; what the arena took stays with the process."""
     global _ARENA_REGISTERED
