@@ -30,6 +30,9 @@ def markdown(doc: dict) -> str:
     def f(v, fmt):
         return "—" if v is None else format(v, fmt)
 
+    def times(v):
+        return "—" if v is None else f"{v:.2f}×"
+
     def pct(v):
         return "—" if v is None else f"{100 * v:.0f}%"
 
@@ -38,7 +41,7 @@ def markdown(doc: dict) -> str:
         lines.append(
             f"| {r['engine']} | {r['format']} | {r['precision']} | {r['batch']} | {r['status']} | {f(r['size_mb'], '.1f')} | "
             f"{f(r['p50_ms'], '.1f')} | {f(r['p90_ms'], '.1f')} | {f(r['p99_ms'], '.1f')} | {f(r['clips_per_s'], '.2f')} | "
-            f"{f(r.get('frames_per_s'), '.1f')} | {f(r['speedup_vs_eager'], '.2f')}× | "
+            f"{f(r.get('frames_per_s'), '.1f')} | {times(r['speedup_vs_eager'])} | "
             f"{pct(r.get('peak_fraction'))} | "
             f"{f(p.get('max_abs'), '.1e')} | {f(p.get('top1_agree'), '.3f')} |")
     reasons = {(r["engine"], r["format"], r["precision"]): r["reason"] for r in doc["results"] if r.get("reason")}
