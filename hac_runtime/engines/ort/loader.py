@@ -38,7 +38,12 @@ def cpu_session_options(ort):
     Each session's own arena grows to the next power of two and keeps it: the FP32 and INT8 ResNet50
     sessions held ~750 MB more after two batches of 8 clips than after batches of one, ~520 MB in the shared one,
     at the same speed (benchmarks/openvino.md, 2026-12-03 evening). Registered once per process, on the
-    first CPU session; what the arena took stays with the process."""
+    first CPU session; what the arena took stays with the process.
+
+    Its worker threads sleep between calls instead of spinning (``session.intra_op.allow_spinning`` 0): a
+    spinning pool burnt ~40 ms of CPU after each INT8 clip fed one at a time (161-167 against 119 ms of CPU a
+    clip, the same 60-65 ms latency), CPU the pipeline's face threads need: 1.2x its frames/s on ORT
+    (benchmarks/pipeline.md, 2026-12-04)."""
     global _ARENA_REGISTERED
     with _ARENA_LOCK:
         if not _ARENA_REGISTERED:
@@ -48,6 +53,7 @@ def cpu_session_options(ort):
             _ARENA_REGISTERED = True
     options = ort.SessionOptions()
     options.add_session_config_entry("session.use_env_allocators", "1")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
