@@ -116,7 +116,7 @@ def run(model: Path, videos: list[Path], detect_every: int, analyse_every: int =
         for k, v in pipe.seconds.items():
             stages[k] = stages.get(k, 0.0) + v
         return {"open": opened, "frames": frames, "results": n, "wall": wall, "fps": frames / wall, "stages": stages,
-                "batches": pipe.batches, "cpu": cpu.seconds}
+                "batches": pipe.batches, "cpu": cpu.seconds, "engine": pipe.choice.describe()}
 
 
 def main() -> None:
@@ -142,7 +142,7 @@ def main() -> None:
           f"detect every {a.detect_every}, analyse every {a.analyse_every}\n")
     print("| streams | open s | frames | wall s | frames/s (all streams) | clips | decode | detect | landmarks | track | quality | align | preprocess | infer |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    runs = []
+    runs, engines = [], []
     for s in [int(x) for x in a.streams.split(",")]:
         r = run(model, [video] * s, a.detect_every, a.analyse_every)
         runs.append((s, r))
@@ -150,9 +150,11 @@ def main() -> None:
         cols = " | ".join(f"{per.get(k, 0.0):.1f}" for k in
                           ("decode", "detect", "landmarks", "track", "quality", "align", "preprocess", "infer"))
         print(f"| {s} | {r['open']:.1f} | {r['frames']} | {r['wall']:.1f} | **{r['fps']:.1f}** | {r['results']} | {cols} |")
+        engines.append(f"{s} stream(s): {r['engine']}")
     print("\nopen s: Pipeline(...) itself (the engine and the face models loaded); wall s: its run over the frames. "
           "Stage columns: busy milliseconds per frame, summed over threads (stages overlap across threads, "
           "so they can add up to more than wall time per frame).")
+    print("\nEngine (--engine auto): " + "; ".join(engines))
     kinds = [k for _, k in ThreadCpu.KINDS] + ["engine workers and other"]
     print("\nCPU milliseconds per frame, by thread (/proc/self/task); cores busy = all of them / wall:\n")
     print("| streams | " + " | ".join(kinds) + " | all | cores busy |")
