@@ -41,8 +41,8 @@ def cpu_session_options(ort):
     first CPU session; what the arena took stays with the process.
 
     Its worker threads sleep between calls instead of spinning (``session.intra_op.allow_spinning`` 0): a
-    spinning pool burnt ~40 ms of CPU after each INT8 clip fed one at a time (161-167 against 119 ms of CPU a
-    clip, the same 60-65 ms latency), CPU the pipeline's face threads need: 1.2x its frames/s on ORT
+    spinning pool burnt ~40 ms of CPU after each INT8 clip fed one at a time (157-167 against 119-134 ms of CPU
+    a clip, at 59-65 against 63-70 ms), CPU the pipeline's face threads need: 1.1-1.2x its frames/s on ORT
     (benchmarks/pipeline.md, 2026-12-04)."""
     global _ARENA_REGISTERED
     with _ARENA_LOCK:
