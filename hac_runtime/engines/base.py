@@ -267,13 +267,17 @@ def run_on_host(batch, run) -> tuple:
 
 
 def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: dict | None = None,
-                cuda_graph: bool = False, require_passed: bool = True, precision: str | None = None) -> Engine:
+                cuda_graph: bool = False, require_passed: bool = True, precision: str | None = None,
+                spin: bool = True) -> Engine:
     """Open ``artifact`` on ``engine`` (``auto``: the one that runs its format) and ``device``.
 
     ``manifest`` defaults to ``<artifact>.json``. The manifest must say the artifact passed parity
     unless ``require_passed=False`` — only for a caller that judges it itself (hac-export, before
     publishing). ``cuda_graph``: TensorRT and torch on CUDA, replay one CUDA graph per batch bucket.
     ``precision``: a run precision other than the artifact's, where ``spec.RUNS`` has one (OpenVINO bf16).
+    ``spin`` False: an ONNX Runtime CPU session's worker threads sleep between calls rather than spin — less
+    CPU, a little more latency, for callers whose other threads need the cores (``ort.loader``); other engines
+    do not spin (OpenVINO measured so) and ignore it.
     """
     artifact = Path(artifact)
     if not artifact.exists():
@@ -304,5 +308,7 @@ def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: 
             raise HacError(f"{artifact.name}: CUDA-graph replay applies to the {' and '.join(CUDA_GRAPH_ENGINES)} "
                            f"engines on a CUDA GPU, not to {engine}")
         options["cuda_graph"] = True
+    if not spin and engine == "ort":
+        options["spin"] = False
     module_name, cls = spec.ENGINES[engine].runner.split(":")
     return getattr(importlib.import_module(module_name), cls)(artifact, manifest, device, **options)

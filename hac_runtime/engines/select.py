@@ -261,18 +261,20 @@ def _server_choice(model, engine, device, precision, cuda_graph, timeout) -> Eng
     return EngineChoice(opened, c, [c], [])
 
 
-def _open(c: Candidate, cuda_graph: bool):
+def _open(c: Candidate, cuda_graph: bool, spin: bool = True):
     graphs = cuda_graph and c.engine in CUDA_GRAPH_ENGINES and str(c.device).startswith("cuda")
     return load_engine(c.artifact, engine=c.engine, device=c.device, cuda_graph=graphs,
-                       precision=c.precision)
+                       precision=c.precision, spin=spin)
 
 
 def choose_engine(model, engine: str = "auto", device: str = "auto", precision: str | None = None,
-                  seconds: float = 0.5, cuda_graph: bool = False, timeout: float | None = None) -> EngineChoice:
+                  seconds: float = 0.5, cuda_graph: bool = False, timeout: float | None = None,
+                  spin: bool = True) -> EngineChoice:
     """Open ``model`` on the fastest engine available here (or on ``engine`` when named).
 
     ``cuda_graph``: TensorRT candidates replay CUDA graphs (others are unaffected). A server address
-    (``grpc://HOST:PORT/MODEL``) opens the ``triton`` engine, ``timeout`` seconds per request."""
+    (``grpc://HOST:PORT/MODEL``) opens the ``triton`` engine, ``timeout`` seconds per request. ``spin``:
+    ``load_engine``'s (the pipeline's engine sleeps between calls, as it will run)."""
     engine = (engine or "auto").lower()
     if engine != "auto" and engine not in spec.ENGINES:
         raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(spec.ENGINES)}")
@@ -282,11 +284,11 @@ def choose_engine(model, engine: str = "auto", device: str = "auto", precision: 
     candidates = candidates_for(model, engine, device, precision, skipped)
     if len(candidates) == 1:
         c = candidates[0]
-        return EngineChoice(_open(c, cuda_graph), c, candidates, skipped)
+        return EngineChoice(_open(c, cuda_graph, spin), c, candidates, skipped)
     opened = []
     for c in candidates:
         try:
-            e = _open(c, cuda_graph)
+            e = _open(c, cuda_graph, spin)
         except HacException as err:
             c.error = str(err)
             continue

@@ -208,10 +208,12 @@ class Pipeline:
         self._load_face_models()  # before the engine: a missing face model fails fast and leaves nothing open
         self._background_detection = self.config.background_detection  # run() decides per run
         policy = self.config.policy or "track"
-        #: how the engine was chosen (None when an opened engine was passed in)
+        #: how the engine was chosen (None when an opened engine was passed in); an ONNX Runtime CPU engine's
+        #: workers sleep between clips, leaving the cores to the face threads (``load_engine``'s ``spin``)
         self.choice = None if hasattr(model, "infer") else choose_engine(model, engine, device, precision,
                                                                              cuda_graph=cuda_graph,
-                                                                             timeout=self.config.timeout)
+                                                                             timeout=self.config.timeout,
+                                                                             spin=False)
         self.engine = model if self.choice is None else self.choice.engine
         pre = self.engine.preprocess
         self.k, self.size = pre.k, pre.image_size

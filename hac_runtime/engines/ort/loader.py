@@ -31,7 +31,18 @@ _ARENA_LOCK = threading.Lock()
 _ARENA_REGISTERED = False
 
 
-def cpu_session_options(ort):
+SPINNING = "session.intra_op.allow_spinning"  #: the session option: "0", its CPU workers sleep between calls
+
+
+def spins(session) -> bool:
+    """Whether ``session``'s CPU worker threads spin between calls (ONNX Runtime's default, the option unset)."""
+    try:
+        return session.get_session_options().get_session_config_entry(SPINNING) != "0"
+    except RuntimeError:  # not set
+        return True
+
+
+def cpu_session_options(ort, spin: bool = True):
     """Options of a CPU session: it allocates from the process's one CPU arena, shared by every ONNX Runtime
     session here (``hac-bench``'s runners, an app's engines) and grown by what is asked.
 
@@ -40,10 +51,11 @@ def cpu_session_options(ort):
     at the same speed (benchmarks/openvino.md, 2026-12-03 evening). Registered once per process, on the
     first CPU session; what the arena took stays with the process.
 
-    Its worker threads sleep between calls instead of spinning (``session.intra_op.allow_spinning`` 0): a
-    spinning pool burnt ~40 ms of CPU after each INT8 clip fed one at a time (157-167 against 119-134 ms of CPU
-    a clip, at 59-65 against 63-70 ms), CPU the pipeline's face threads need: 1.1-1.2x its frames/s on ORT
-    (benchmarks/pipeline.md, 2026-12-04)."""
+    ``spin`` False: its worker threads sleep between calls instead of spinning
+    (``SPINNING`` 0), for a caller whose other threads need the cores (the pipeline's
+    face work). Fed one INT8 clip at a time, a spinning pool burnt ~40 ms of CPU after each call (163-171
+    against 120-131 ms a clip) for 4-7 ms less latency (61-67 against 68-70 ms at the median, interleaved):
+    1.1-1.2x the pipeline's frames/s on ORT (benchmarks/pipeline.md, 2026-12-04)."""
     global _ARENA_REGISTERED
     with _ARENA_LOCK:
         if not _ARENA_REGISTERED:
@@ -53,7 +65,8 @@ def cpu_session_options(ort):
             _ARENA_REGISTERED = True
     options = ort.SessionOptions()
     options.add_session_config_entry("session.use_env_allocators", "1")
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not spin:
+        options.add_session_config_entry(SPINNING, "0")
     return options
 
 
@@ -69,12 +82,13 @@ def providers_for(device: str) -> tuple[list, str]:
     return [(CUDA_EP, {"device_id": int(resolved[5:])}), CPU_EP], resolved
 
 
-def load_session(path, device: str = "auto", manifest: dict | None = None):
-    """An ``InferenceSession`` for ``path`` on ``device``; returns (session, resolved device)."""
+def load_session(path, device: str = "auto", manifest: dict | None = None, spin: bool = True):
+    """An ``InferenceSession`` for ``path`` on ``device``; returns (session, resolved device). ``spin``: on a
+    CPU, whether its worker threads spin between calls (``cpu_session_options``)."""
     ort = import_ort()
     providers, resolved = providers_for(device)
     path = Path(path)
-    options = cpu_session_options(ort) if resolved == "cpu" else None
+    options = cpu_session_options(ort, spin) if resolved == "cpu" else None
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for bad models

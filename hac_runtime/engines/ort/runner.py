@@ -13,9 +13,9 @@ class OrtEngine(Engine):
 
     kind = "ort"
 
-    def __init__(self, artifact, manifest: dict, device: str = "auto"):
+    def __init__(self, artifact, manifest: dict, device: str = "auto", spin: bool = True):
         super().__init__(artifact, manifest, device)
-        self.session, self.device = load_session(self.artifact, device, manifest)
+        self.session, self.device = load_session(self.artifact, device, manifest, spin)
         self._binding = None
 
     @property
