@@ -7,6 +7,11 @@
 2. The default model's FP32 and INT8 ONNX (hac-bench's, exported into ``--work`` when missing) in ORT: resident
    memory after a batch of 1 and of 8 clips (each kind in a process of its own) and the medians of interleaved
    calls, for sessions with their own arena and sessions sharing the process's (``ort.loader.cpu_session_options``).
+3. The INT8 ONNX fed one clip at a time (a call every 0.35 s, as the pipeline feeds its engine), interleaved in one
+   process: an ORT session whose workers spin between calls against one whose workers sleep (``spin=False``), and
+   OpenVINO's where installed: median latency and process CPU a call (``pipeline.md``, 2026-12-04).
+
+``--part`` runs one of the three (``int8``, ``arena``, ``spinning``); all by default.
 """
 from __future__ import annotations
 
@@ -139,10 +144,48 @@ def ort_arena(work: Path) -> list[str]:
     return lines
 
 
+def sparse_calls(work: Path, calls: int = 40) -> list[str]:
+    """Latency and process CPU of a call every 0.35 s, alternating between the sessions; the 0.15 s after each call
+    counts to it (a spinning pool goes on spinning after it returns)."""
+    import onnxruntime as ort
+
+    from hac_runtime.engines.ort.loader import cpu_session_options
+
+    path = work / "hac.int8.onnx"
+    x = np.random.default_rng(0).standard_normal((1, 5, 3, 224, 224), np.float32)
+    runs = {}
+    for label, spin in (("ORT, workers spin", True), ("ORT, workers sleep", False)):
+        session = ort.InferenceSession(str(path), cpu_session_options(ort, spin), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        runs[label] = lambda s=session, n=name: s.run(None, {n: x})
+    if importlib.util.find_spec("openvino") is not None:
+        from hac_runtime.engines.openvino.loader import compile_onnx
+
+        request = compile_onnx(path, "int8")[0].create_infer_request()
+        runs["OpenVINO"] = lambda: request.infer([x])
+    for run in runs.values():
+        for _ in range(3):
+            run()
+    latency, cpu = {k: [] for k in runs}, {k: [] for k in runs}
+    order = list(runs)
+    for i in range(calls):
+        for label in (order if i % 2 == 0 else order[::-1]):
+            time.sleep(0.2)
+            c0, t0 = time.process_time(), time.perf_counter()
+            runs[label]()
+            latency[label].append(1e3 * (time.perf_counter() - t0))
+            time.sleep(0.15)
+            cpu[label].append(1e3 * (time.process_time() - c0))
+    return [f"{label}, a call every 0.35 s: latency median {np.median(latency[label]):.1f} ms (p10 "
+            f"{np.percentile(latency[label], 10):.1f}, p90 {np.percentile(latency[label], 90):.1f}), process CPU a "
+            f"call median {np.median(cpu[label]):.1f} ms" for label in runs]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "hac-bench"))
     ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--part", choices=["int8", "arena", "spinning"], help="one part only (module doc)")
     ap.add_argument("--memory", choices=["own", "shared"], help=argparse.SUPPRESS)  # ort_arena's child process
     args = ap.parse_args(argv)
     if args.memory:
@@ -155,8 +198,11 @@ def main(argv=None) -> int:
 
     print(f"{platform.processor() or platform.machine()}; torch {torch.__version__}, onnxruntime "
           f"{onnxruntime.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    for name, rate in int8_rates(args.seconds).items():
-        print(f"{name}: {rate} GOP/s")
+    if args.part in (None, "int8"):
+        for name, rate in int8_rates(args.seconds).items():
+            print(f"{name}: {rate} GOP/s")
+    if args.part == "int8":
+        return 0
     work = Path(args.work)
     if not (work / "hac.int8.onnx").exists():
         from hac_export.api import export
@@ -166,7 +212,8 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         export(default_checkpoint(work), formats="onnx", int8=True, calib=synthetic_clips(work, 224),
                batch="1:8:8", out=work, verbose=False)
-    for line in ort_arena(work):
+    for line in (ort_arena(work) if args.part in (None, "arena") else []) + (
+            sparse_calls(work) if args.part in (None, "spinning") else []):
         print(line)
     return 0
 

@@ -6,7 +6,9 @@ INT8 ONNX (static QDQ, calibrated on hac-synth clips), like ``hac-bench``. The v
 1 s stride (a live stream), detection every 5 frames with landmark tracking in between.
 
 Run: ``.venv/bin/python benchmarks/pipeline.py [--frames 300] [--streams 1,4] [--precision int8] [--analyse-every 1]``
-Writes a Markdown table to stdout; benchmarks/pipeline.md records one run.
+Writes a Markdown table to stdout; benchmarks/pipeline.md records one run. ``--face-stage``: instead, the face
+stage alone on one thread over the same frames (``MultiFaceStage``, detection on the frame itself every
+``--detect-every``), CPU a frame and its parts, three rounds.
 """
 from __future__ import annotations
 
@@ -119,6 +121,31 @@ def run(model: Path, videos: list[Path], detect_every: int, analyse_every: int =
                 "batches": pipe.batches, "cpu": cpu.seconds, "engine": pipe.choice.describe()}
 
 
+def face_stage(video: Path, detect_every: int, rounds: int = 3) -> None:
+    """The face stage's CPU a frame, one thread, no other work (``--face-stage``)."""
+    import cv2
+
+    from hac_runtime.faces import FaceProcessor
+    from hac_runtime.faces.detectors import load_hog
+    from hac_runtime.pipeline.faces import MultiFaceStage
+
+    capture, frames = cv2.VideoCapture(str(video)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    load_hog()
+    processor = FaceProcessor()
+    for _ in range(rounds):
+        stage = MultiFaceStage(processor, detect_every=detect_every)
+        t0 = time.thread_time()
+        faces = sum(len(stage.step(i, frame)[0]) for i, frame in enumerate(frames))
+        cpu = time.thread_time() - t0
+        parts = ", ".join(f"{k} {1e3 * v / len(frames):.2f}" for k, v in stage.seconds.items())
+        print(f"{len(frames)} frames, {faces} faces: {1e3 * cpu / len(frames):.2f} ms of CPU a frame ({parts})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=300)
@@ -126,6 +153,7 @@ def main() -> None:
     ap.add_argument("--precision", default="int8", choices=["fp32", "fp16", "int8"])
     ap.add_argument("--detect-every", type=int, default=5)
     ap.add_argument("--analyse-every", type=int, default=1)
+    ap.add_argument("--face-stage", action="store_true", help="the face stage alone, one thread (module doc)")
     ap.add_argument("--work", default=os.environ.get("HAC_BENCH_DIR", str(Path(tempfile.gettempdir()) / "hac-bench")))
     a = ap.parse_args()
     work = Path(a.work)
@@ -134,6 +162,9 @@ def main() -> None:
     video = work / f"obama_{a.frames}.mp4"
     if not video.exists():
         make_video(video, a.frames)
+    if a.face_stage:
+        face_stage(video, a.detect_every)
+        return
     import onnxruntime
     import platform
 
