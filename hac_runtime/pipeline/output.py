@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,63 +95,91 @@ class Decisions:
         return self._results[track][i - 1] if i else None
 
 
-def _text(frame, text: str, org, scale: float, fg=(0, 0, 0), bg=BOX_BGR) -> tuple[int, int]:
-    """``text`` on a filled background with its top-left at ``org``, moved inside the frame; returns (w, h)."""
+def _text_size(text: str, scale: float) -> tuple[int, int, int, int]:
+    """(w, h, pad, text height) of ``_text``'s filled label for ``text`` at ``scale``."""
     import cv2
 
     thick = max(1, int(round(scale * 2)))
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     pad = max(2, int(3 * scale))
-    w, h = tw + 2 * pad, th + base + 2 * pad
-    x = int(min(max(org[0], 0), max(0, frame.shape[1] - w)))
-    y = int(min(max(org[1], 0), max(0, frame.shape[0] - h)))
+    return tw + 2 * pad, th + base + 2 * pad, pad, th
+
+
+def _inside(x, y, w, h, frame_shape) -> tuple[int, int]:
+    """``(x, y)`` moved so a ``w`` × ``h`` rectangle there lies inside the frame (where it fits)."""
+    fh, fw = frame_shape[:2]
+    return int(min(max(x, 0), max(0, fw - w))), int(min(max(y, 0), max(0, fh - h)))
+
+
+def _text(frame, text: str, org, scale: float, fg=(0, 0, 0), bg=BOX_BGR) -> tuple[int, int]:
+    """``text`` on a filled background with its top-left at ``org``, moved inside the frame; returns (w, h)."""
+    import cv2
+
+    w, h, pad, th = _text_size(text, scale)
+    x, y = _inside(org[0], org[1], w, h, frame.shape)
     cv2.rectangle(frame, (x, y), (x + w, y + h), bg, -1)
-    cv2.putText(frame, text, (x + pad, y + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, fg, thick, cv2.LINE_AA)
+    cv2.putText(frame, text, (x + pad, y + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, fg,
+                max(1, int(round(scale * 2))), cv2.LINE_AA)
     return w, h
 
 
-def panel_place(box, size, frame_shape, avoid=()) -> tuple[int, int]:
-    """Where a ``size`` (w, h) panel goes for a face ``box``: of the spots right of the box, left, below and
-    above (each moved inside the frame), the one covering least of the box and of ``avoid`` (other faces'
-    boxes, panels already drawn); among equals, one that needed no moving, then the earlier in that order."""
+def _least_covering(spots, size, frame_shape, *avoid) -> tuple[tuple[int, int], tuple]:
+    """Of ``spots`` (each moved inside the frame), the one whose ``size`` rectangle covers least of the first
+    group of rectangles in ``avoid``, then of the next; among equals one that needed no moving, then the
+    earlier. Returns it and its key (the area covered of each group first)."""
     fh, fw = frame_shape[:2]
-    x, y, bw, bh = box
-    pw, ph = size
-    spots = [(x + bw + 6, y), (x - 6 - pw, y), (x, y + bh + 6), (x, y - 6 - ph)]
+    w, h = size
     best = None
-    for i, (px, py) in enumerate(spots):
-        inside = (px >= 0 and px + pw <= fw and py >= 0 and py + ph <= fh)
-        px, py = int(min(max(px, 0), max(0, fw - pw))), int(min(max(py, 0), max(0, fh - ph)))
-        covered = sum(intersection((px, py, pw, ph), r) for r in (box, *avoid))
-        key = (covered, not inside, i)  # fewest pixels covered; then a spot that needed no moving; then order
+    for i, (x, y) in enumerate(spots):
+        fits = x >= 0 and x + w <= fw and y >= 0 and y + h <= fh
+        x, y = _inside(x, y, w, h, frame_shape)
+        key = (*(sum(intersection((x, y, w, h), r) for r in group) for group in avoid), not fits, i)
         if best is None or key < best[0]:
-            best = (key, (px, py))
-    return best[1]
+            best = (key, (x, y))
+    return best[1], best[0]
 
 
-def draw_face(frame: np.ndarray, track: int, box, result: dict | None, avoid=()) -> tuple | None:
-    """Box, ``#track label score`` on a filled background, and a panel of every class's probability (bar
-    and number) beside the box (``panel_place``: clear of the faces and panels in ``avoid`` where the frame
-    allows); always inside the frame. Returns the panel's ``(x, y, w, h)`` (None without a decision)."""
+def panel_place(box, size, frame_shape, avoid=(), own=()) -> tuple[int, int]:
+    """Where a ``size`` (w, h) panel goes for a face ``box``: of the spots right of the box and ``own`` (its
+    label), left, below and above (each moved inside the frame), the one covering least of ``avoid`` (other faces' boxes and labels,
+    panels already drawn), then least of the box itself and ``own`` (its label); among equals, one that needed
+    no moving, then the earlier in that order."""
+    x0, y0 = min(r[0] for r in (box, *own)), min(r[1] for r in (box, *own))  # beside the box and its label
+    x1, y1 = max(r[0] + r[2] for r in (box, *own)), max(r[1] + r[3] for r in (box, *own))
+    pw, ph = size
+    x, y = box[:2]
+    spots = [(x1 + 6, y), (x0 - 6 - pw, y), (x, y1 + 6), (x, y0 - 6 - ph)]
+    return _least_covering(spots, size, frame_shape, avoid, (box, *own))[0]
+
+
+def _label(track: int, result: dict | None) -> str:
+    return f"#{track} " + (f"{result['label']} {result['score']:.2f}" if result else "...")
+
+
+def _scale(frame_shape) -> float:
+    return max(0.4, min(1.2, frame_shape[0] / 720))
+
+
+def _panel_size(result: dict, scale: float) -> tuple[int, int]:
     import cv2
 
-    fh, fw = frame.shape[:2]
-    scale = max(0.4, min(1.2, fh / 720))
-    x, y, bw, bh = (int(v) for v in box)
-    cv2.rectangle(frame, (x, y), (x + bw, y + bh), BOX_BGR, max(2, int(2 * scale)))
-    label = f"#{track} " + (f"{result['label']} {result['score']:.2f}" if result else "...")
-    _, lh = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0]
-    _text(frame, label, (x, y - lh - int(10 * scale) if y - lh - 10 * scale >= 0 else y + bh + 2), scale)
-    if not result:
-        return None
-    probs = list(result["probs"].items())
     small = scale * 0.8
     row = int(cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, small, 1)[0][1] * 1.9) + 2
-    name_w = max(cv2.getTextSize(c, cv2.FONT_HERSHEY_SIMPLEX, small, 1)[0][0] for c, _ in probs)
+    name_w = max(cv2.getTextSize(c, cv2.FONT_HERSHEY_SIMPLEX, small, 1)[0][0] for c in result["probs"])
     num_w = cv2.getTextSize("100%", cv2.FONT_HERSHEY_SIMPLEX, small, 1)[0][0]
+    return name_w + int(70 * scale) + num_w + 16, row * len(result["probs"]) + 6
+
+
+def _draw_panel(frame: np.ndarray, result: dict, rect, scale: float) -> None:
+    """Every class's probability as a bar and a number, on a dark translucent panel at ``rect``."""
+    import cv2
+
+    px, py, pw, ph = rect
+    probs = list(result["probs"].items())
+    small = scale * 0.8
+    row = (ph - 6) // len(probs)
+    name_w = max(cv2.getTextSize(c, cv2.FONT_HERSHEY_SIMPLEX, small, 1)[0][0] for c, _ in probs)
     bar_w = int(70 * scale)
-    pw, ph = name_w + bar_w + num_w + 16, row * len(probs) + 6
-    px, py = panel_place((x, y, bw, bh), (pw, ph), frame.shape, avoid)
     overlay = frame.copy()
     cv2.rectangle(overlay, (px, py), (px + pw, py + ph), (30, 30, 30), -1)
     cv2.addWeighted(overlay, 0.65, frame, 0.35, 0, dst=frame)
@@ -165,7 +194,84 @@ def draw_face(frame: np.ndarray, track: int, box, result: dict | None, avoid=())
         cv2.rectangle(frame, (bx, yy + 3), (bx + int(bar_w * float(v)), yy + row - 3), BOX_BGR, -1)
         cv2.putText(frame, f"{100 * float(v):.0f}%", (bx + bar_w + 4, mid + row // 4), cv2.FONT_HERSHEY_SIMPLEX,
                     small, (235, 235, 235), 1, cv2.LINE_AA)
-    return px, py, pw, ph
+
+
+@dataclass
+class FaceLayout:
+    """Where one face's drawing goes: its box, its ``#track label score`` label and its panel of every class's
+    probability (None: no decision yet, or no room for it clear of the other faces)."""
+
+    track: int
+    box: tuple
+    label: tuple  # (x, y, w, h)
+    panel: tuple | None
+    label_scale: float = 1.0  #: the label's text size: smaller than the frame's where a crowd leaves no room
+
+
+#: a label that overlaps an earlier one at the frame's text size is tried at these shares of it
+LABEL_SHRINK = (1.0, 0.8, 0.65, 0.5)
+
+
+def _place_label(text: str, box, scale: float, frame_shape, placed: list, faces: list) -> tuple[tuple, float]:
+    """A label's rectangle and text scale: above the box, else below, each also right-aligned to the box,
+    clear of the labels ``placed`` before (and of the other ``faces`` where a spot allows), at the largest
+    ``LABEL_SHRINK`` size where one is; else the smallest size's least overlapping spot."""
+    x, y, bw, bh = box
+    for share in LABEL_SHRINK:
+        w, h, _, _ = _text_size(text, scale * share)
+        gap = int(4 * scale)
+        spots = [(x, y - h - gap), (x, y + bh + gap), (x + bw - w, y - h - gap), (x + bw - w, y + bh + gap)]
+        (lx, ly), key = _least_covering(spots, (w, h), frame_shape, placed, faces)
+        if key[0] == 0:
+            break
+    return (lx, ly, w, h), scale * share
+
+
+def layout_faces(frame_shape, faces: list[tuple[int, tuple, dict | None]]) -> list[FaceLayout]:
+    """The frame's drawing, all faces at once, so no face's writing hides another face or its decision.
+
+    Each label sits above its box or below it, clear of the labels placed before (``_place_label``: smaller
+    where a crowd leaves no room), inside the frame. Each panel goes beside its box (``panel_place``), clear of
+    every other face's box and label and of the panels placed before; where no spot is clear of those (a
+    crowd), the face keeps its label only. A panel may cover its own face or label when nothing else is free
+    (a close-up filling the frame, a face at the frame's edge): labels are drawn last."""
+    scale = _scale(frame_shape)
+    boxes = [tuple(int(v) for v in box) for _, box, _ in faces]
+    labels, label_scales = [], []
+    for i, ((track, _, result), box) in enumerate(zip(faces, boxes)):
+        rect, size = _place_label(_label(track, result), box, scale, frame_shape, labels, boxes[:i] + boxes[i + 1:])
+        labels.append(rect)
+        label_scales.append(size)
+    placed: list[FaceLayout] = []
+    for i, ((track, _, result), box) in enumerate(zip(faces, boxes)):
+        panel = None
+        if result:
+            size = _panel_size(result, scale)
+            others = ([b for j, b in enumerate(boxes) if j != i] + [r for j, r in enumerate(labels) if j != i]
+                      + [p.panel for p in placed if p.panel])
+            px, py = panel_place(box, size, frame_shape, others, own=[labels[i]])
+            rect = (px, py, *size)
+            if all(intersection(rect, r) == 0 for r in others):  # its own label is drawn over it
+                panel = rect
+        placed.append(FaceLayout(track, box, labels[i], panel, label_scales[i]))
+    return placed
+
+
+def draw_faces(frame: np.ndarray, faces: list[tuple[int, tuple, dict | None]]) -> list[FaceLayout]:
+    """Draw every face of the frame (``layout_faces``): boxes, then panels, then the labels on top."""
+    import cv2
+
+    scale = _scale(frame.shape)
+    layout = layout_faces(frame.shape, faces)
+    for f in layout:
+        x, y, bw, bh = f.box
+        cv2.rectangle(frame, (x, y), (x + bw, y + bh), BOX_BGR, max(2, int(2 * scale)))
+    for f, (_, _, result) in zip(layout, faces):
+        if f.panel is not None:
+            _draw_panel(frame, result, f.panel, scale)
+    for f, (track, _, result) in zip(layout, faces):
+        _text(frame, _label(track, result), f.label[:2], f.label_scale)
+    return layout
 
 
 class _H264Writer:
@@ -238,7 +344,7 @@ def check_video_suffix(path) -> Path:
 
 
 def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: float | None = None) -> Path:
-    """Re-decode ``source`` and draw every face (``draw_face``) with the decision made by then.
+    """Re-decode ``source`` and draw every face (``draw_faces``) with the decision made by then.
 
     ``.mp4``/``.mov``/``.mkv``: H.264 through PyAV (plays in a browser); ``.avi``: MJPG through OpenCV.
     Written to a temporary file, read back, then renamed: a failed write leaves nothing."""
@@ -261,13 +367,8 @@ def annotate_video(source, out_path, boxes: dict, results: list[dict], fps: floa
                     if writer is None:
                         size = frame.shape[1], frame.shape[0]
                         writer = (_H264Writer if suffix in H264_SUFFIXES else _OpenCvWriter)(tmp_video, fps, *size)
-                    faces = boxes.get(index, [])
-                    panels = []
-                    for track, box in faces:
-                        others = [tuple(int(v) for v in b) for t, b in faces if t != track]
-                        panel = draw_face(frame, track, box, decisions.at(track, index), others + panels)
-                        if panel is not None:
-                            panels.append(panel)
+                    draw_faces(frame, [(track, box, decisions.at(track, index))
+                                       for track, box in boxes.get(index, [])])
                     writer.write(letterbox(frame, *size))
                     written += 1
             except HacError:

@@ -379,38 +379,79 @@ def test_annotated_mp4_is_h264_with_the_panel_inside_and_one_file_per_repeated_s
         assert mask.sum() > 400
 
 
+CLASSES7 = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
+
+
+def _result(label="surprise"):
+    probs = dict(zip(CLASSES7, np.linspace(0.05, 0.25, 7) / np.linspace(0.05, 0.25, 7).sum()))
+    return {"label": label, "score": probs[label], "probs": probs}
+
+
 @pytest.mark.parametrize("box", [(250, 180, 60, 55), (5, 5, 60, 60), (140, 100, 50, 50)])
 def test_panel_always_inside_the_frame(box):
-    from hac_runtime.pipeline.output import draw_face
+    from hac_runtime.pipeline.output import draw_faces
 
     frame = np.full((240, 320, 3), 128, np.uint8)
-    classes = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
-    probs = dict(zip(classes, np.linspace(0.05, 0.25, 7) / np.linspace(0.05, 0.25, 7).sum()))
-    result = {"label": "surprise", "score": probs["surprise"], "probs": probs}
-    x, y, w, h = draw_face(frame, 3, box, result)
+    (face,) = draw_faces(frame, [(3, box, _result())])
+    x, y, w, h = face.panel
     assert 0 <= x and x + w <= 320 and 0 <= y and y + h <= 240  # all seven rows visible
     bx, by, bw, bh = box
     assert x >= bx + bw or x + w <= bx, "beside the box, not over the face"
     assert frame[y + 2:y + h - 2, x + 2:x + w - 2].mean() < 110  # the panel was drawn there
 
 
+def _assert_clear(layout, shape):
+    """No face's label or panel covers another face, label or panel; everything inside the frame."""
+    from hac_runtime.boxes import intersection
+
+    fh, fw = shape[:2]
+    for i, f in enumerate(layout):
+        for r in (f.label, f.panel):
+            if r is not None:
+                assert 0 <= r[0] and r[0] + r[2] <= fw and 0 <= r[1] and r[1] + r[3] <= fh, (i, r)
+        for j, g in enumerate(layout):
+            if i == j:
+                continue
+            if f.panel is not None:
+                assert intersection(f.panel, g.box) == 0, (i, j, f, g)
+                assert intersection(f.panel, g.label) == 0, (i, j, f, g)
+                assert g.panel is None or intersection(f.panel, g.panel) == 0, (i, j, f, g)
+            assert intersection(f.label, g.label) == 0, (i, j, f, g)
+
+
 def test_panels_of_neighbouring_faces_keep_clear_of_each_other():
     """Issue 16: in a crowded frame a face's panel was drawn over its neighbour's face and panel."""
-    from hac_runtime.boxes import intersection
-    from hac_runtime.pipeline.output import draw_face
+    from hac_runtime.pipeline.output import draw_faces
 
     frame = np.full((480, 640, 3), 128, np.uint8)
     classes = ["anger", "happiness", "sadness", "surprise", "neutral"]
     result = {"label": "happiness", "score": 0.5, "probs": dict(zip(classes, [0.1, 0.5, 0.1, 0.1, 0.2]))}
     faces = [(0, (155, 125, 75, 75)), (1, (450, 135, 75, 75)), (2, (300, 330, 70, 70))]  # room for every panel
-    panels = []
-    for track, box in faces:
-        others = [b for t, b in faces if t != track]
-        panels.append(draw_face(frame, track, box, result, others + panels))
-    for i, p in enumerate(panels):
-        assert 0 <= p[0] and p[0] + p[2] <= 640 and 0 <= p[1] and p[1] + p[3] <= 480
-        assert all(intersection(p, box) == 0 for _, box in faces), (i, p)
-        assert all(intersection(p, q) == 0 for q in panels[:i]), (i, p, panels)
+    layout = draw_faces(frame, [(t, b, result) for t, b in faces])
+    assert all(f.panel is not None for f in layout)
+    _assert_clear(layout, frame.shape)
+
+
+def test_a_crowd_keeps_every_label_readable_and_panels_only_where_they_fit():
+    """Six faces side by side near the top of a 1280x720 frame (a group photo made of the test photos): the
+    panels were drawn over the neighbours' faces and labels, and later labels over earlier ones."""
+    from hac_runtime.pipeline.output import draw_faces
+
+    frame = np.full((720, 1280, 3), 128, np.uint8)
+    boxes = [(62, 161, 150, 151), (313, 120, 127, 152), (549, 102, 105, 138), (760, 70, 100, 110),
+             (950, 90, 110, 120), (1120, 60, 120, 130)]
+    layout = draw_faces(frame, [(t, b, _result()) for t, b in enumerate(boxes)])
+    _assert_clear(layout, frame.shape)
+    assert any(f.panel is not None for f in layout)  # the room below the row is used
+    assert any(f.panel is None for f in layout)  # not every face of this crowd gets one
+
+
+def test_a_close_up_filling_the_frame_still_gets_its_panel():
+    from hac_runtime.pipeline.output import draw_faces
+
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    (face,) = draw_faces(frame, [(0, (20, 10, 600, 460), _result())])
+    assert face.panel is not None
 
 
 def test_a_decision_is_never_painted_before_it_was_made():
