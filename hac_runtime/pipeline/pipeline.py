@@ -138,8 +138,18 @@ class Prefetch:
         return False
 
 
+def named(name: str, msg: str) -> str:
+    """``msg`` about source ``name``, with the name in front unless the message names it already."""
+    return msg if name in msg else f"{name}: {msg}"
+
+
 def _print_error(name: str, msg: str) -> None:
-    print(f"hac-run: {msg if name in msg else f'{name}: {msg}'}", file=sys.stderr)
+    print(f"hac-run: {named(name, msg)}", file=sys.stderr)
+
+
+def no_source_used(errors) -> str:
+    """The one line of a run none of whose sources could be used, from each source's ``(name, error)``."""
+    return f"no source could be used ({'; '.join(named(n, e) for n, e in errors)})"
 
 
 @dataclass
@@ -565,5 +575,5 @@ class Pipeline:
         finally:
             stop.set()
         if all(r.error for r in self.reports):
-            raise HacError(f"no source could be used ({'; '.join(f'{r.name}: {r.error}' for r in self.reports)})")
+            raise HacError(no_source_used((r.name, r.error) for r in self.reports))
 

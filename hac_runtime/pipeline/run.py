@@ -12,7 +12,7 @@ from hac_runtime.atomic import check_output_file
 from hac_runtime.errors import HacError
 from hac_runtime.media import is_stream
 from hac_runtime.pipeline.output import JsonLinesWriter, annotate_video, check_video_suffix
-from hac_runtime.pipeline.pipeline import Pipeline
+from hac_runtime.pipeline.pipeline import Pipeline, no_source_used
 from hac_runtime.pipeline.config import DEFAULTS, PipelineConfig
 from hac_runtime.pipeline.progress import RunProgress
 
@@ -100,6 +100,9 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
         check_output_file(path, "annotated video")
     for path in per_source_paths(timeline, sources) if timeline is not None else []:
         check_output_file(path, "timeline")
+    missing = [s for s in sources if not is_stream(s) and not Path(s).exists()]
+    if len(missing) == len(sources):  # said before the model is opened (an engine can take seconds to choose)
+        raise HacError(no_source_used((s, "no such file or folder") for s in missing))
     keep = video_out is not None or timeline is not None  # results kept for drawing; a live run keeps none
     writer = JsonLinesWriter(out)  # checked now; the file itself is replaced only once results come
     results: list[dict] = []  # kept only to draw the annotated video or timeline: a live run keeps none

@@ -299,8 +299,14 @@ def test_a_folder_of_separate_photos_gives_each_face_its_own_result(artifacts, f
 def test_cli_exit_2_when_nothing_usable(artifacts, tmp_path, capsys):
     code, out, err = hac_run([tmp_path / "missing.mp4", "--model", artifacts / "hac.onnx"], capsys)
     assert code == 2 and out == ""
-    assert err.strip().splitlines()[-1].startswith("hac-run: error: no source could be used")
-    code, _, err = hac_run([tmp_path / "missing.mp4", "--model", tmp_path / "nope.onnx"], capsys)
+    missing = tmp_path / "missing.mp4"
+    assert err.strip().splitlines()[-1] == f"hac-run: error: no source could be used ({missing}: no such file or folder)"
+    assert "engine" not in err  # refused before the model was opened
+    (tmp_path / "notes.mp4").write_text("not a video")  # found, but not media: named once in the summary
+    code, out, err = hac_run([tmp_path / "notes.mp4", "--model", artifacts / "hac.onnx"], capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("hac-run: error: no source could be used") and last.count("notes.mp4") == 1
+    code, _, err = hac_run([tmp_path / "notes.mp4", "--model", tmp_path / "nope.onnx"], capsys)
     assert code == 2 and "nope.onnx: model file not found" in err and "Traceback" not in err
 
 
