@@ -140,16 +140,16 @@ def _least_covering(spots, size, frame_shape, *avoid) -> tuple[tuple[int, int], 
 
 
 def panel_place(box, size, frame_shape, avoid=(), own=()) -> tuple[int, int]:
-    """Where a ``size`` (w, h) panel goes for a face ``box``: of the spots right of the box and ``own`` (its
-    label), left, below and above (each moved inside the frame), the one covering least of ``avoid`` (other faces' boxes and labels,
-    panels already drawn), then least of the box itself and ``own`` (its label); among equals, one that needed
-    no moving, then the earlier in that order."""
-    x0, y0 = min(r[0] for r in (box, *own)), min(r[1] for r in (box, *own))  # beside the box and its label
-    x1, y1 = max(r[0] + r[2] for r in (box, *own)), max(r[1] + r[3] for r in (box, *own))
+    """Where a ``size`` (w, h) panel goes for a face ``box``: of the spots right of the box, left, below and
+    above (below and above its label ``own`` too; each moved inside the frame), the one covering least of
+    ``avoid`` (other faces' boxes and labels, panels already drawn), then of the face, then of its label
+    (drawn over the panel); among equals, one that needed no moving, then the earlier in that order."""
+    top = min(r[1] for r in (box, *own))  # below and above the box and its label
+    bottom = max(r[1] + r[3] for r in (box, *own))
     pw, ph = size
-    x, y = box[:2]
-    spots = [(x1 + 6, y), (x0 - 6 - pw, y), (x, y1 + 6), (x, y0 - 6 - ph)]
-    return _least_covering(spots, size, frame_shape, avoid, (box, *own))[0]
+    x, y, bw, _ = box
+    spots = [(x + bw + 6, y), (x - 6 - pw, y), (x, bottom + 6), (x, top - 6 - ph)]
+    return _least_covering(spots, size, frame_shape, avoid, (box,), own)[0]
 
 
 def _label(track: int, result: dict | None) -> str:
