@@ -1,6 +1,8 @@
 """Atomic file writes: write to a temporary file beside the target, fsync, rename.
 
-A crash or Ctrl-C never leaves a half-written file under the final name.
+A crash or Ctrl-C never leaves a half-written file under the final name. A target that is not a regular
+file (``/dev/null``, a FIFO a reader waits on) is written into, never renamed onto: as root, a rename
+replaced ``/dev/null`` itself with a regular file.
 """
 from __future__ import annotations
 
@@ -8,16 +10,35 @@ import contextlib
 import errno
 import json
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from hac_runtime.errors import HacError
 
 
+def is_special_file(path) -> bool:
+    """Whether ``path`` exists as something other than a regular file or folder: a device, FIFO or socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path in the target's folder; on success it replaces ``path``."""
+    """Yield a temporary path in the target's folder; on success it replaces ``path``. A special file
+    (``is_special_file``) gets the finished bytes written into it instead."""
     path = Path(path)
+    if is_special_file(path):
+        with tempfile.TemporaryDirectory(prefix="hac-") as folder:
+            tmp = Path(folder) / path.name
+            yield tmp
+            with open(tmp, "rb") as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -91,5 +112,9 @@ def check_output_file(path, what: str = "output") -> Path:
     path = Path(path)
     if path.is_dir():
         raise HacError(f"{path}: cannot write the {what}: it is a folder")
+    if is_special_file(path):  # written into (atomic_path): its folder (/dev) need not be writable
+        if not os.access(path, os.W_OK):
+            raise HacError(f"{path}: cannot write the {what} here (permission denied)")
+        return path
     check_output_dir(path.parent if str(path.parent) else Path("."), what)
     return path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hac_runtime.atomic import check_output_file, disk_is_full, os_reason
+from hac_runtime.atomic import check_output_file, disk_is_full, is_special_file, os_reason
 from hac_runtime.boxes import intersection
 from hac_runtime.errors import HacError
 
@@ -19,18 +19,26 @@ class JsonLinesWriter:
 
     A file is written as ``.<name>.<random>.partial`` beside ``path`` and renamed onto it by
     ``close(commit=True)``: an existing results file is replaced only by a run that got going, never
-    emptied by one that failed at the start, and a reader never sees a half-written file."""
+    emptied by one that failed at the start, and a reader never sees a half-written file. A path that is not
+    a regular file (``/dev/null``, a FIFO: ``atomic.is_special_file``) is written into line by line instead."""
 
     def __init__(self, path=None):
         self.path = Path(path) if path else None
         self._f = sys.stdout if self.path is None else None
         self._tmp: Path | None = None
+        self._special = self.path is not None and is_special_file(self.path)
         if self.path is not None:
             check_output_file(self.path, "results")
 
     def _open(self):
         import tempfile
 
+        if self._special:
+            try:
+                self._f = open(self.path, "w")
+            except OSError as e:
+                raise HacError(f"{self.path}: cannot write results ({os_reason(e)})") from None
+            return
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
         except OSError as e:
@@ -55,9 +63,12 @@ class JsonLinesWriter:
         f, self._f = self._f, None
         try:
             f.flush()
-            os.fsync(f.fileno())
+            if not self._special:  # a FIFO or device has no disk to sync, and nothing to rename
+                os.fsync(f.fileno())
         finally:
             f.close()
+        if self._special:
+            return
         if commit:
             os.chmod(self._tmp, 0o644)
             os.replace(self._tmp, self.path)

@@ -1,5 +1,6 @@
 """The streaming pipeline end to end on real videos made from real photos, with real exported engines."""
 import json
+import os
 import tracemalloc
 
 import cv2
@@ -294,6 +295,30 @@ def test_a_folder_of_separate_photos_gives_each_face_its_own_result(artifacts, f
     assert bars.max() < 40 and frames[2][:, 150:230].mean() > 40
     code, out, err = hac_run([face_frames_dir[0], "--model", artifacts / "hac.onnx"], capsys)  # frames: one face
     assert code == 0 and "separate photos" not in err and len(out.splitlines()) == 1
+
+
+def test_results_into_a_fifo_stream_through_it(artifacts, face_video, tmp_path, capsys):
+    """``--out`` a FIFO (or /dev/null): the lines are written into it; it was renamed onto, which as root
+    replaced /dev/null itself with a regular file."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "results.jsonl"
+    os.mkfifo(fifo)
+    got: list = []
+
+    def read():
+        with open(fifo) as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    code, _, err = hac_run([face_video[0], "--model", artifacts / "hac.onnx", "--out", fifo, "-q"], capsys)
+    reader.join(timeout=60)
+    assert code == 0, err
+    lines = [json.loads(x) for x in got[0].splitlines()]
+    assert len(lines) == 1 and lines[0]["label"] in lines[0]["probs"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
 
 
 def test_cli_exit_2_when_nothing_usable(artifacts, tmp_path, capsys):
