@@ -69,6 +69,12 @@ def drain_on_sigint(pipe: Pipeline, log):
         signal.signal(signal.SIGINT, previous)
 
 
+def _not_drawn(video_out, timeline) -> str:
+    """What an interrupted run does not write: the annotated video and timeline are drawn after a whole run."""
+    asked = [what for what, path in (("annotated video", video_out), ("timeline", timeline)) if path is not None]
+    return f"; no {' or '.join(asked)} (drawn only after a whole run)" if asked else ""
+
+
 def run_sources(sources, model, engine: str = "auto", device: str = "auto", precision: str | None = None,
                 out=None, video_out=None, timeline=None,
                 config: PipelineConfig | None = None, cuda_graph: bool = False, log=None, progress: bool = True,
@@ -123,7 +129,7 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
         commit = True
     except KeyboardInterrupt:
         commit = count > 0  # what was classified is kept
-        log(f"hac-run: interrupted; {count} result(s) written")
+        log(f"hac-run: interrupted; {count} result(s) written{_not_drawn(video_out, timeline)}")
         raise
     finally:
         # a run in which no source could be read leaves an existing results file as it was
@@ -131,7 +137,8 @@ def run_sources(sources, model, engine: str = "auto", device: str = "auto", prec
         writer.close(commit=commit)
         pipe.close()
     if pipe.draining:
-        log(f"hac-run: interrupted; {count} result(s) written, the clips in flight included")
+        log(f"hac-run: interrupted; {count} result(s) written, the clips in flight included"
+            f"{_not_drawn(video_out, timeline)}")
         raise KeyboardInterrupt
     reports = pipe.reports
     if video_out is not None:

@@ -372,7 +372,7 @@ def test_ctrl_c_classifies_the_faces_already_seen(artifacts, tmp_path):
     _write_long_face_video(video, n)
     exe = Path(sys.executable).with_name("hac-run")
     proc = subprocess.Popen([str(exe), str(video), "--model", str(artifacts / "hac.onnx"), "--engine", "ort",
-                             "--out", str(out)],
+                             "--out", str(out), "--video-out", str(tmp_path / "drawn.mp4")],
                             stderr=subprocess.PIPE, text=True)
     first = proc.stderr.readline()  # the engine line: the pipeline is running
     assert "engine hac.onnx on ort/cpu" in first, first
@@ -385,7 +385,8 @@ def test_ctrl_c_classifies_the_faces_already_seen(artifacts, tmp_path):
     assert len(lines) == 1 and set(lines[0]) == FIELDS  # the track was still open: only the drain emits it
     assert 0 < lines[0]["frame_end"] < n - 1
     assert "Ctrl-C: stopping the sources" in err and "interrupted; 1 result(s) written" in err
-    assert "Traceback" not in err
+    assert "no annotated video (drawn only after a whole run)" in err  # said, not silently missing
+    assert not (tmp_path / "drawn.mp4").exists() and "Traceback" not in err
 
 
 def test_annotated_mp4_is_h264_with_the_panel_inside_and_one_file_per_repeated_source(artifacts, two_faces,
