@@ -181,6 +181,15 @@ def engines_for(fmt: str) -> list[str]:
     return out
 
 
+def formats_for(engine: str) -> list[str]:
+    """Every format ``engine`` runs, in ``RUNS`` order."""
+    out = []
+    for r in RUNS:
+        if r.engine == engine and r.fmt not in out:
+            out.append(r.fmt)
+    return out
+
+
 def runs_for(fmt: str, artifact_precision: str, engine: str | None = None) -> list[Run]:
     """The runs of an artifact (``engine`` filters)."""
     return [r for r in RUNS if r.fmt == fmt and r.artifact_precision == artifact_precision

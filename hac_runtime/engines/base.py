@@ -294,8 +294,12 @@ def load_engine(artifact, engine: str = "auto", device: str = "auto", manifest: 
     elif engine not in spec.ENGINES:
         raise HacError(f"unknown engine {engine!r}; choose auto, {', '.join(spec.ENGINES)}")
     elif engine not in runs_here:
-        raise HacError(f"{artifact.name} is a {fmt} artifact: it runs on the {' or '.join(runs_here)} engine, not "
-                       f"{engine} (export a {engine} artifact with hac-export --format ...)")
+        wanted = spec.formats_for(engine)
+        hint = (f"export one it runs with hac-export --format {' or '.join(wanted)}" if wanted else
+                f"the {engine} engine runs no exported file: --model grpc://HOST:PORT/MODEL")
+        article = "an" if fmt[0] in "aeiou" else "a"
+        raise HacError(f"{artifact.name} is {article} {fmt} artifact: it runs on the {' or '.join(runs_here)} engine, not "
+                       f"{engine} ({hint})")
     parse_device(device)
     options = {}
     if precision is not None and precision != manifest["precision"]:

@@ -310,7 +310,7 @@ class Pipeline:
             stage = self._make_stage(photo=photos)
             if album:
                 self.on_error(report.name, f"read as {len(src.files)} separate photos, each face classified on its "
-                              "own (the image names are not one numbered frame sequence, media.is_frame_sequence)")
+                              "own (the image names are not one numbered frame sequence such as frame_0001.png, frame_0002.png…)")
             # a photo's face: one clip, whatever the run's policy (a photo never fills a sliding window)
             policy = PerTrack(self.k) if photos else self._policy()
             buffers: dict[int, object] = {}

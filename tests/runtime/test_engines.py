@@ -86,7 +86,8 @@ def test_every_artifact_returns_the_frames_alpha_beside_its_logits(exported, ckp
 def test_auto_picks_the_engine_of_the_format(exported):
     with load_engine(exported.path("pt2")) as engine:
         assert type(engine).__name__ == "TorchEngine" and engine.device == "cpu"
-    with pytest.raises(HacError, match=r"hac.onnx is a onnx artifact: it runs on the ort or openvino engine, not trt"):
+    with pytest.raises(HacError, match=r"hac.onnx is an onnx artifact: it runs on the ort or openvino engine, not trt "
+                       r"\(export one it runs with hac-export --format trt\)"):
         load_engine(exported.path("onnx"), engine="trt")
     with pytest.raises(HacError, match="unknown engine"):
         load_engine(exported.path("onnx"), engine="tvm")
