@@ -158,8 +158,9 @@ def _prepare_tracks(source, out: Path, name: str, processor, fp: dict, settings:
         kept = [i for i, t in tracks.items() if t["good"] >= need and t["confirmed"]]
         short = sum(t["confirmed"] and t["good"] < need for t in tracks.values())
         if short:
-            warnings.append(f"{name}: {short} face track(s) with good faces on fewer than {need} "
-                            f"of {len(frames)} frames not kept as clips")
+            which = (f"no well-aligned face in its {len(frames)} frame(s)" if need == 1 else
+                     f"well-aligned faces on fewer than {need} of {len(frames)} frames")
+            warnings.append(f"{name}: {short} face track(s) with {which} not kept as clips")
         if tracks and not any(t["confirmed"] for t in tracks.values()):
             warnings.append(f"{name}: {unconfirmed_note(len(tracks))}: not kept as clips")
         if not kept and tracks:  # no clip of a face: the source's clip lists its best track's faces, all ok false

@@ -365,3 +365,11 @@ def test_a_clip_whose_faces_are_all_of_low_quality_says_so(tmp_path):
     assert clip.warnings == ["cut: 3 face(s) found, all below alignment quality 0.2 (turned away or cut by the "
                              "frame's edge): no face kept"]
     assert all(r["box"] and not r["ok"] for r in read_jsonl(tmp_path / "o" / "faces.jsonl"))
+
+
+def test_a_photo_whose_only_face_is_badly_aligned_is_said_in_words(data_dir, tmp_path, capsys):
+    """The cut-off face of obama_partial_face.jpg is found but below the alignment threshold: the warning
+    said 'good faces on fewer than 1 of 1 frames'."""
+    code, _, err = run_cli([str(data_dir / "obama_partial_face.jpg"), "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert "1 face track(s) with no well-aligned face in its 1 frame(s) not kept as clips" in err, err
